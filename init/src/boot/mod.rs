@@ -1,0 +1,307 @@
+//! PID 1's boot sequence (DESIGN.md, "Boot sequence") and its main loop.
+//!
+//! Every phase logs one line with its duration; the last boot line is
+//! `keel: ready in N ms`. Nothing here may return or panic on bad input:
+//! errors are logged and boot goes on.
+
+pub mod kmsg;
+pub mod mounts;
+pub mod panic;
+pub mod power;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use log::LevelFilter;
+use nix::time::{clock_gettime, ClockId};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cmdline::Cmdline;
+use crate::modules::{self, coldplug, ModuleIndex};
+use crate::shutdown::{self, button, Trigger};
+use crate::supervise::Reaper;
+
+/// Milliseconds since the kernel started (CLOCK_BOOTTIME), to place init's
+/// start on the kernel's own timeline.
+fn ms_since_kernel_start() -> u128 {
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| Duration::from(t).as_millis())
+        .unwrap_or(0)
+}
+
+/// Log level from `keel.log=` (error, warn, info, debug), default info.
+pub fn log_level(cmdline: &Cmdline) -> Result<LevelFilter, String> {
+    match cmdline.get("keel.log") {
+        None => Ok(LevelFilter::Info),
+        Some(v) => v.parse().map_err(|_| {
+            format!("kernel parameter keel.log={v}: expected error, warn, info, debug or trace")
+        }),
+    }
+}
+
+/// Resident set size of this process in kB, from `<proc_root>/self/status`.
+pub fn rss_kb(proc_root: &Path) -> Option<u64> {
+    let status = std::fs::read_to_string(proc_root.join("self/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+struct Phase {
+    name: &'static str,
+    start: Instant,
+}
+
+impl Phase {
+    fn start(name: &'static str) -> Phase {
+        Phase {
+            name,
+            start: Instant::now(),
+        }
+    }
+
+    fn done(self, detail: &str) {
+        let ms = self.start.elapsed().as_millis();
+        if detail.is_empty() {
+            log::info!("phase {} done in {ms} ms", self.name);
+        } else {
+            log::info!("phase {} done in {ms} ms: {detail}", self.name);
+        }
+    }
+}
+
+/// PID 1's entry point. Never returns.
+pub fn run() -> ! {
+    let started = Instant::now();
+    let kernel_ms = ms_since_kernel_start();
+    panic::install();
+
+    // Phase 1: mounts, before logging (the logger needs /dev/kmsg).
+    let t_mounts = Phase::start("mounts");
+    let mount_outcomes = mounts::mount_boot_table();
+    // /dev/kmsg drops user-space lines beyond a burst unless this is on
+    // (Documentation/admin-guide/sysctl/kernel.rst, printk_devkmsg).
+    let devkmsg = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+
+    let cmdline = Cmdline::read(Path::new("/proc/cmdline"));
+    let level = cmdline.as_ref().ok().map(log_level);
+    kmsg::init(
+        "keel",
+        level
+            .clone()
+            .and_then(Result::ok)
+            .unwrap_or(LevelFilter::Info),
+    );
+    log::info!(
+        "keel {} started as PID 1, {kernel_ms} ms after kernel start",
+        env!("CARGO_PKG_VERSION")
+    );
+    let cmdline = match cmdline {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}; going on with an empty command line");
+            Cmdline::default()
+        }
+    };
+    if let Some(Err(e)) = level {
+        log::error!("{e}; using info");
+    }
+    match panic::action_from(&cmdline) {
+        Ok(a) => panic::set_action(a),
+        Err(e) => log::error!("{e}; panics will reboot"),
+    }
+    if let Err(e) = devkmsg {
+        log::warn!("cannot set printk_devkmsg=on: {e}; some log lines may be rate-limited");
+    }
+    let (mut mounted, mut already) = (0, 0);
+    for o in mount_outcomes {
+        match o {
+            mounts::MountOutcome::Mounted(_) => mounted += 1,
+            mounts::MountOutcome::AlreadyMounted(t) => {
+                already += 1;
+                log::debug!("{t} already mounted, skipped");
+            }
+            mounts::MountOutcome::Failed(e) => log::error!("{e}"),
+        }
+    }
+    t_mounts.done(&format!("{mounted} mounted, {already} already there"));
+
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the async runtime: {e}; PID 1 can only idle now");
+            idle_forever();
+        }
+    };
+    rt.block_on(pid1_main(cmdline, started));
+    // pid1_main never returns; this keeps the type honest.
+    idle_forever()
+}
+
+fn idle_forever() -> ! {
+    loop {
+        // Still reap, so zombies do not pile up.
+        let _ = nix::sys::wait::waitpid(None, None);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+async fn pid1_main(cmdline: Cmdline, started: Instant) {
+    // Handlers first, so a signal during the (blocking) boot phases is
+    // queued rather than lost: signals with the default action are dropped
+    // for PID 1 (signal(7), "init" protection in kernel/signal.c).
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    if sigterm.is_none() || sigint.is_none() {
+        log::error!("cannot install SIGTERM/SIGINT handlers; only the power button can shut down");
+    }
+    let reaper = match Reaper::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("{e}; zombies will be reaped once a second instead");
+            None
+        }
+    };
+    // With CAD disabled, ctrl-alt-del sends SIGINT to PID 1 instead of an
+    // immediate reboot (reboot(2), LINUX_REBOOT_CMD_CAD_OFF).
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        log::warn!("cannot disable ctrl-alt-del reboot: {e}");
+    }
+    // The kernel runs this for request_module(); the image links
+    // /sbin/modprobe to this binary.
+    if let Err(e) = std::fs::write("/proc/sys/kernel/modprobe", "/sbin/modprobe\n") {
+        log::warn!("cannot set /proc/sys/kernel/modprobe: {e}");
+    }
+
+    // Phase: modules.
+    let t = Phase::start("modules");
+    let detail = load_modules(&cmdline);
+    t.done(&detail);
+
+    // Phase: links (naming and configuration come with the network module).
+    let t = Phase::start("links");
+    let links = crate::net::link_names(Path::new("/sys"));
+    t.done(&format!("links: {}", links.join(" ")));
+
+    let (tx, mut triggers) = mpsc::unbounded_channel::<Trigger>();
+    // Held for the life of PID 1 so the channel never closes, which would
+    // disable its select! branch below.
+    let _tx_keep = tx.clone();
+    let buttons = button::find(Path::new("/sys"), Path::new("/dev"));
+    if buttons.is_empty() {
+        log::warn!("no ACPI power button found (modules button and evdev); power-button shutdown unavailable");
+    } else {
+        let names: Vec<&str> = buttons.iter().map(|(n, _)| n.as_str()).collect();
+        log::info!("watching power button on {}", names.join(", "));
+        button::watch(buttons, move |dev| {
+            let _ = tx.send(Trigger::PowerButton(dev.to_string()));
+        });
+    }
+
+    if cmdline.flag("keel.test.panic") {
+        // Test-only (README, "Kernel parameters"): proves the panic hook
+        // turns a PID 1 panic into a controlled reboot or power-off.
+        panic!("keel.test.panic is set: panicking on purpose");
+    }
+
+    let rss = rss_kb(Path::new("/proc"))
+        .map(|k| format!("{k} kB"))
+        .unwrap_or_else(|| "unknown".into());
+    log::info!(
+        "ready in {} ms (PID 1 RSS {rss})",
+        started.elapsed().as_millis()
+    );
+
+    let trigger = tokio::select! {
+        Some(_) = recv_opt(&mut sigterm) => Trigger::Sigterm,
+        Some(_) = recv_opt(&mut sigint) => Trigger::CtrlAltDel,
+        Some(t) = triggers.recv() => t,
+    };
+    match reaper {
+        Some(r) => shutdown::run(trigger, r).await,
+        None => match Reaper::start() {
+            Ok(r) => shutdown::run(trigger, r).await,
+            Err(_) => power::final_reboot(trigger.power_off()),
+        },
+    }
+}
+
+async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Coldplug with the image's module index; returns the phase summary.
+fn load_modules(cmdline: &Cmdline) -> String {
+    let dir = modules::index_dir();
+    let index = match ModuleIndex::load(&dir) {
+        Ok(i) => i,
+        Err(e) => {
+            log::error!("{e}; no modules will be loaded (is this the Keel initramfs?)");
+            return "no module index".into();
+        }
+    };
+    let sys = Path::new("/sys");
+    let mut loader = modules::Loader::new(&index, sys, Some(cmdline));
+    let report = coldplug::run(sys, &index, &mut loader, 16);
+    for (dev, e) in &report.failed {
+        log::error!("coldplug {} ({}): {e}", dev.path.display(), dev.modalias);
+    }
+    for dev in &report.no_module {
+        log::debug!(
+            "coldplug: no module in the image for {} ({})",
+            dev.path.display(),
+            dev.modalias
+        );
+    }
+    if !report.loaded.is_empty() {
+        log::info!("coldplug loaded: {}", report.loaded.join(" "));
+    }
+    format!(
+        "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds",
+        report.loaded.len(),
+        report.failed.len(),
+        report.no_module.len(),
+        report.rounds
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_table() {
+        let cases: &[(&str, Result<LevelFilter, ()>)] = &[
+            ("", Ok(LevelFilter::Info)),
+            ("keel.log=debug", Ok(LevelFilter::Debug)),
+            ("keel.log=warn", Ok(LevelFilter::Warn)),
+            ("keel.log=loud", Err(())),
+        ];
+        for (line, want) in cases {
+            let got = log_level(&Cmdline::parse(line)).map_err(|_| ());
+            assert_eq!(got, *want, "{line}");
+        }
+    }
+
+    #[test]
+    fn rss_from_status_fixture() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("self")).unwrap();
+        std::fs::write(
+            t.path().join("self/status"),
+            "Name:\tkeel\nVmPeak:\t  9000 kB\nVmRSS:\t    2345 kB\n",
+        )
+        .unwrap();
+        assert_eq!(rss_kb(t.path()), Some(2345));
+        assert_eq!(rss_kb(Path::new("/nonexistent")), None);
+    }
+}

@@ -1,0 +1,43 @@
+//! Keel: a minimal PID 1 for Kubernetes control-plane nodes.
+//!
+//! One module per concern (see DESIGN.md): `boot` (mounts, kmsg logger,
+//! panic hook, the boot sequence), `cmdline`, `modules`, `net`,
+//! `supervise`, `shutdown`, and the operator `cli`.
+
+pub mod boot;
+pub mod cli;
+pub mod cmdline;
+pub mod modules;
+pub mod net;
+pub mod shutdown;
+pub mod supervise;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// The multi-call entry point: PID 1, `modprobe`, or the CLI.
+pub fn entry(args: Vec<OsString>) {
+    if nix::unistd::getpid().as_raw() == 1 {
+        boot::run();
+    }
+    let argv0 = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let code = if argv0 == "modprobe" {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        modules::modprobe_main(&args)
+    } else {
+        cli::main(args)
+    };
+    std::process::exit(code);
+}

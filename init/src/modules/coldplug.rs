@@ -1,0 +1,182 @@
+//! Coldplug: load the modules for the devices that are already present.
+//!
+//! Every device the kernel knows has a `modalias` attribute under
+//! /sys/devices (Documentation/ABI/testing/sysfs-bus-*); matching it against
+//! modules.alias is exactly what udev's `kmod load $env{MODALIAS}` does.
+//! Loading a bus driver creates new devices (virtio_pci brings virtioN,
+//! which needs virtio_net), so the scan repeats until a round finds no new
+//! device.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::index::{ModuleIndex, Resolved};
+use super::load::{LoadError, Loader};
+
+/// A device with a modalias and no driver bound yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Path below the sysfs root, e.g. `devices/pci0000:00/0000:00:02.0`.
+    pub path: PathBuf,
+    pub modalias: String,
+}
+
+/// Lists unbound devices with a modalias under `<sys_root>/devices`.
+/// Symlinks are not followed (sysfs is full of cycles through them);
+/// devices that already have a driver are skipped, since no module could
+/// do more for them.
+pub fn scan(sys_root: &Path) -> Vec<Device> {
+    let mut out = Vec::new();
+    let mut stack = vec![sys_root.join("devices")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut has_modalias = false;
+        for entry in entries.flatten() {
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() && entry.file_name() == "modalias" {
+                has_modalias = true;
+            }
+        }
+        if has_modalias && !dir.join("driver").exists() {
+            if let Ok(alias) = std::fs::read_to_string(dir.join("modalias")) {
+                let alias = alias.trim();
+                if !alias.is_empty() {
+                    out.push(Device {
+                        path: dir.strip_prefix(sys_root).unwrap_or(&dir).to_path_buf(),
+                        modalias: alias.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Modules inserted, in load order.
+    pub loaded: Vec<String>,
+    /// Devices for which the image carries no module.
+    pub no_module: Vec<Device>,
+    /// Modules that failed to load, with the device that wanted them.
+    pub failed: Vec<(Device, LoadError)>,
+    pub rounds: usize,
+}
+
+/// Coldplugs until no new device appears (at most `max_rounds`).
+pub fn run(sys_root: &Path, index: &ModuleIndex, loader: &mut Loader, max_rounds: usize) -> Report {
+    let mut report = Report::default();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut failed_modules: HashSet<String> = HashSet::new();
+    while report.rounds < max_rounds {
+        let fresh: Vec<Device> = scan(sys_root)
+            .into_iter()
+            .filter(|d| seen.insert(d.path.clone()))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        report.rounds += 1;
+        for dev in fresh {
+            match index.resolve(&dev.modalias) {
+                Resolved::Modules(mods) => {
+                    for m in mods {
+                        if failed_modules.contains(&m) {
+                            continue;
+                        }
+                        match loader.load(&m) {
+                            Ok(new) => report.loaded.extend(new),
+                            Err(e) => {
+                                failed_modules.insert(m);
+                                report.failed.push((dev.clone(), e));
+                            }
+                        }
+                    }
+                }
+                Resolved::Builtin(_) => {}
+                Resolved::Unknown => report.no_module.push(dev),
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn dev(root: &Path, rel: &str, alias: &str, bound: bool) {
+        let d = root.join(rel);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();
+        if bound {
+            fs::create_dir_all(root.join("bus/pci/drivers/x")).unwrap();
+            std::os::unix::fs::symlink(root.join("bus/pci/drivers/x"), d.join("driver")).unwrap();
+        }
+    }
+
+    #[test]
+    fn scan_finds_unbound_devices_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let nic = "devices/pci0000:00/0000:00:02.0";
+        dev(
+            root,
+            nic,
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+            false,
+        );
+        dev(
+            root,
+            "devices/pci0000:00/0000:00:00.0",
+            "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00",
+            true,
+        );
+        dev(
+            root,
+            "devices/LNXSYSTM:00/LNXPWRBN:00",
+            "acpi:LNXPWRBN:",
+            false,
+        );
+        // A symlink loop like sysfs's `subsystem` links must not be followed.
+        std::os::unix::fs::symlink("..", root.join(nic).join("subsystem")).unwrap();
+        let got = scan(root);
+        let paths: Vec<&str> = got.iter().map(|d| d.path.to_str().unwrap()).collect();
+        assert_eq!(paths, vec!["devices/LNXSYSTM:00/LNXPWRBN:00", nic]);
+        assert_eq!(
+            got[1].modalias,
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"
+        );
+    }
+
+    #[test]
+    fn matching_fixture_devices_against_the_index() {
+        let idx = crate::modules::index::tests::fixture();
+        let cases: &[(&str, &str)] = &[
+            (
+                "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+                "modules [\"virtio_pci\"]",
+            ),
+            ("virtio:d00000001v00001AF4", "modules [\"virtio_net\"]"),
+            ("acpi:LNXPWRBN:", "builtin"),
+            (
+                "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00",
+                "none",
+            ),
+        ];
+        for (alias, want) in cases {
+            let got = match idx.resolve(alias) {
+                Resolved::Modules(m) => format!("modules {m:?}"),
+                Resolved::Builtin(_) => "builtin".into(),
+                Resolved::Unknown => "none".into(),
+            };
+            assert_eq!(&got, want, "{alias}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Inserting modules with finit_module(2), dependencies first.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::kmod::ModuleInitFlags;
+
+use super::index::ModuleIndex;
+use crate::cmdline::Cmdline;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("module {module} is not in the image's module index")]
+    NotInIndex { module: String },
+    #[error("module {module}: cannot open {path}: {source}")]
+    Open {
+        module: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("module {module}: the kernel refused {path}: {source}")]
+    Init {
+        module: String,
+        path: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("module {module}: dependency failed: {dep}")]
+    Dependency {
+        module: String,
+        #[source]
+        dep: Box<LoadError>,
+    },
+}
+
+/// Loads modules from one index, remembering what it has loaded.
+pub struct Loader<'a> {
+    index: &'a ModuleIndex,
+    sys_root: PathBuf,
+    cmdline: Option<&'a Cmdline>,
+    done: HashSet<String>,
+}
+
+impl<'a> Loader<'a> {
+    /// `sys_root` is where sysfs is mounted (`/sys`), used to see which
+    /// modules are already live; `cmdline` supplies `module.param=value`
+    /// parameters as modprobe(8) does.
+    pub fn new(index: &'a ModuleIndex, sys_root: &Path, cmdline: Option<&'a Cmdline>) -> Self {
+        Loader {
+            index,
+            sys_root: sys_root.to_path_buf(),
+            cmdline,
+            done: HashSet::new(),
+        }
+    }
+
+    /// True when the kernel already has the module (loaded earlier, by the
+    /// kernel's own modprobe call, or by a previous round).
+    /// /sys/module/<name>/initstate exists only for loadable modules
+    /// (kernel/module/sysfs.c), so built-ins with parameters do not count.
+    pub fn is_loaded(&self, module: &str) -> bool {
+        self.done.contains(module)
+            || self
+                .sys_root
+                .join("module")
+                .join(module)
+                .join("initstate")
+                .exists()
+    }
+
+    /// Loads `module` and everything it needs. Returns the modules this call
+    /// inserted (empty if all were already there).
+    pub fn load(&mut self, module: &str) -> Result<Vec<String>, LoadError> {
+        let order = self.index.load_order(module);
+        if order.is_empty() {
+            // Built in: nothing to do.
+            return Ok(Vec::new());
+        }
+        let mut inserted = Vec::new();
+        for m in &order {
+            if self.is_loaded(m) {
+                continue;
+            }
+            match self.insert(m) {
+                Ok(true) => inserted.push(m.clone()),
+                Ok(false) => {}
+                Err(e) if m == module => return Err(e),
+                Err(e) => {
+                    return Err(LoadError::Dependency {
+                        module: module.to_string(),
+                        dep: Box::new(e),
+                    })
+                }
+            }
+            self.done.insert(m.clone());
+        }
+        Ok(inserted)
+    }
+
+    /// Inserts one module. `Ok(false)` when the kernel says it is already
+    /// loaded (EEXIST), which is success.
+    fn insert(&self, module: &str) -> Result<bool, LoadError> {
+        let path = self
+            .index
+            .path_of(module)
+            .ok_or_else(|| LoadError::NotInIndex {
+                module: module.to_string(),
+            })?;
+        let file = File::open(&path).map_err(|source| LoadError::Open {
+            module: module.to_string(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        let params = self
+            .cmdline
+            .map(|c| c.module_params(module).join(" "))
+            .unwrap_or_default();
+        // A parameter string cannot contain NUL: it came from /proc/cmdline,
+        // which is NUL-free by construction.
+        let params = CString::new(params).unwrap_or_default();
+        match nix::kmod::finit_module(&file, &params, ModuleInitFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(source) => Err(LoadError::Init {
+                module: module.to_string(),
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
