@@ -1,0 +1,48 @@
+# Keel: the two commands for a newcomer are `make run` and `make test`.
+# Everything they need is installed by scripts/deps.sh.
+
+SHELL := /bin/bash
+BUILD ?= build
+CACHE ?= $(BUILD)/cache
+MUSL := x86_64-unknown-linux-musl
+INIT := target/$(MUSL)/release/keel
+# Host tools (image builder, launcher, bench) build with the `tools`
+# profile: optimised, but without the init's slow LTO.
+TOOLS := cargo run -q --profile tools
+ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
+
+.PHONY: run test deps init image lint unit e2e bench clean
+
+## make run: build everything and boot one node, console on the terminal.
+run: deps image
+	$(TOOLS) -p keel-qemu --bin keel-qemu -- \
+	  --kernel $(BUILD)/vmlinux --initrd $(BUILD)/initramfs.cpio \
+	  --log $(BUILD)/run/node0.console.log --qmp $(BUILD)/run/node0.qmp $(RUN_ARGS)
+
+## make test: lint, unit and integration tests, then the QEMU end-to-end tests.
+test: deps image lint
+	cargo test --workspace --exclude keel-tests
+	cargo test -p keel-tests -- --test-threads=1
+
+deps:
+	@bash scripts/deps.sh
+
+init:
+	cargo build --release -p keel --target $(MUSL)
+
+# The image builder is cheap to rerun: it caches the .debs and vmlinux and
+# rewrites the initramfs only from its inputs.
+image: init
+	bash image/fetch-debs.sh $(CACHE)
+	$(TOOLS) -p keel-image -- --cache $(CACHE) --init $(INIT) --out $(BUILD) --compression both
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## make bench: boot the image repeatedly and report phase times and sizes.
+bench: deps image
+	$(TOOLS) -p keel-tests --bin keel-bench -- --build $(BUILD) $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD)/run target

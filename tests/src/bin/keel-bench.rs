@@ -1,0 +1,111 @@
+//! `make bench`: boots the image N times under QEMU and prints the median
+//! boot phase times read off the console's kernel timestamps, the sizes of
+//! the artifacts, and PID 1's RSS at `ready`. A benchmark, not a test: it
+//! prints numbers and asserts nothing about them.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use keel_tests::console::{boot_marks, median};
+
+fn main() -> anyhow::Result<()> {
+    let mut runs = 5usize;
+    let mut build: Option<PathBuf> = None;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("runs") | Short('n') => runs = parser.value()?.parse()?,
+            Long("build") => build = Some(parser.value()?.into()),
+            Long("help") | Short('h') => {
+                println!("usage: keel-bench [--build DIR] [--runs N]");
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if let Some(b) = build {
+        std::env::set_var("KEEL_BUILD", b);
+    }
+    let build = keel_tests::build_dir();
+
+    let mut to_init = Vec::new();
+    let mut to_modules = Vec::new();
+    let mut to_ready = Vec::new();
+    let mut init_to_ready = Vec::new();
+    let mut wall = Vec::new();
+    let mut rss = Vec::new();
+    for i in 1..=runs {
+        let start = Instant::now();
+        let (_dir, vm) = keel_tests::boot_vm("");
+        vm.wait_for_line("keel: ready in", keel_tests::BOOT_TIMEOUT)
+            .with_context(|| format!("run {i}: boot did not reach ready"))?;
+        let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let log = vm.serial_log();
+        let m = boot_marks(&log).with_context(|| format!("run {i}: console lacks timestamps"))?;
+        eprintln!(
+            "run {i}: kernel→/init {:.0} ms, →modules {:.0} ms, →ready {:.0} ms, QEMU start→ready {wall_ms:.0} ms, RSS {} kB",
+            m.init_ms, m.modules_ms, m.ready_ms, m.rss_kb
+        );
+        to_init.push(m.init_ms);
+        to_modules.push(m.modules_ms);
+        to_ready.push(m.ready_ms);
+        init_to_ready.push(m.ready_ms - m.init_ms);
+        wall.push(wall_ms);
+        rss.push(m.rss_kb as f64);
+        let _ = vm
+            .qmp(Duration::from_secs(5))
+            .and_then(|mut q| q.quit().map_err(Into::into));
+        let _ = vm.wait_exit(Duration::from_secs(10));
+    }
+
+    let size = |p: PathBuf| std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    let init = keel_tests::init_binary();
+    println!("keel boot benchmark: {runs} runs, TCG, medians");
+    println!(
+        "  kernel start → /init          {:>8.0} ms",
+        median(&mut to_init)
+    );
+    println!(
+        "  kernel start → modules loaded {:>8.0} ms",
+        median(&mut to_modules)
+    );
+    println!(
+        "  kernel start → ready          {:>8.0} ms",
+        median(&mut to_ready)
+    );
+    println!(
+        "  /init → ready                 {:>8.0} ms",
+        median(&mut init_to_ready)
+    );
+    println!(
+        "  QEMU start → ready (wall)     {:>8.0} ms",
+        median(&mut wall)
+    );
+    println!(
+        "  PID 1 RSS at ready            {:>8.0} kB",
+        median(&mut rss)
+    );
+    println!("  init binary                   {:>8} bytes", size(init));
+    println!(
+        "  initramfs (none)              {:>8} bytes",
+        size(build.join("initramfs.cpio"))
+    );
+    println!(
+        "  initramfs (zstd)              {:>8} bytes",
+        size(build.join("initramfs.cpio.zst"))
+    );
+    println!(
+        "  vmlinux                       {:>8} bytes",
+        size(build.join("vmlinux"))
+    );
+    println!(
+        "  vmlinuz                       {:>8} bytes",
+        size(build.join("vmlinuz"))
+    );
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! End to end: the real kernel and initramfs under QEMU (TCG), asserting
+//! what the serial console shows.
+
+use std::time::Duration;
+
+use keel_tests::{boot_vm, BOOT_TIMEOUT};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn boot_reaches_ready_with_virtio_net_from_coldplug() {
+    let (_dir, vm) = boot_vm("");
+    let ready = vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
+    assert!(ready.contains("PID 1 RSS"), "{ready}");
+    let log = vm.serial_log();
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("keel: coldplug loaded:"))
+        .unwrap_or_else(|| panic!("no coldplug line in:\n{log}"));
+    assert!(loaded.contains(" virtio_net"), "{loaded}");
+    let links = log
+        .lines()
+        .find(|l| l.contains("keel: phase links done"))
+        .unwrap();
+    assert!(links.contains("eth0"), "no eth0 link: {links}");
+    for phase in [
+        "phase mounts done",
+        "phase modules done",
+        "started as PID 1",
+    ] {
+        assert!(log.contains(phase), "missing {phase:?} in:\n{log}");
+    }
+    assert!(log.contains("watching power button"), "{log}");
+    assert!(!log.contains("Kernel panic"), "{log}");
+}
+
+#[test]
+fn power_button_shuts_down_cleanly() {
+    let (_dir, vm) = boot_vm("");
+    vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
+    let mut qmp = vm.qmp(Duration::from_secs(10)).unwrap();
+    qmp.system_powerdown().unwrap();
+    let status = vm.wait_exit(EXIT_TIMEOUT).unwrap();
+    assert!(status.success(), "QEMU exit {status:?}");
+    let log = vm.serial_log();
+    for want in [
+        "keel: shutdown: power button",
+        "going to power off",
+        "keel: shutdown phase stop-processes done",
+        "keel: shutdown phase sync done",
+        "keel: shutdown phase unmount done",
+        "keel: shutdown complete",
+        "reboot: Power down",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in:\n{log}");
+    }
+    assert!(!log.contains("Kernel panic"), "{log}");
+}
+
+#[test]
+fn ctrl_alt_del_reboots_gracefully() {
+    let (_dir, vm) = boot_vm("");
+    vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
+    let mut qmp = vm.qmp(Duration::from_secs(10)).unwrap();
+    let keys: Vec<serde_json::Value> = ["ctrl", "alt", "delete"]
+        .iter()
+        .map(|k| serde_json::json!({"type": "qcode", "data": k}))
+        .collect();
+    qmp.execute("send-key", Some(serde_json::json!({ "keys": keys })))
+        .unwrap();
+    // -no-reboot: the guest's reboot makes QEMU exit.
+    vm.wait_exit(EXIT_TIMEOUT).unwrap();
+    let log = vm.serial_log();
+    for want in [
+        "keel: shutdown: ctrl-alt-del (SIGINT) received, going to reboot",
+        "keel: shutdown complete",
+        "reboot: Restarting system",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn pid1_panic_is_a_controlled_reboot_or_power_off() {
+    let cases = [
+        ("keel.test.panic", "rebooting", "reboot: Restarting system"),
+        (
+            "keel.test.panic keel.panic=poweroff",
+            "powering off",
+            "reboot: Power down",
+        ),
+    ];
+    for (append, verb, kernel_line) in cases {
+        let (_dir, vm) = boot_vm(append);
+        vm.wait_exit(BOOT_TIMEOUT).unwrap();
+        let log = vm.serial_log();
+        assert!(
+            log.contains("keel: PID 1 panicked") && log.contains("panicking on purpose"),
+            "{append}: no panic line in:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("keel: syncing and {verb}")),
+            "{append}: {log}"
+        );
+        assert!(log.contains(kernel_line), "{append}: {log}");
+        assert!(!log.contains("Attempted to kill init"), "{append}: {log}");
+        assert!(!log.contains("Kernel panic"), "{append}: {log}");
+    }
+}
