@@ -133,3 +133,48 @@ impl<'a> Loader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing .ko and one the kernel refuses each give an error naming
+    /// the module and the file; the dependency chain is named too.
+    #[test]
+    fn load_errors_name_module_and_file() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("modules.dep"),
+            "kernel/missing.ko:\nkernel/garbage.ko:\nkernel/user.ko: kernel/garbage.ko\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(t.path().join("kernel")).unwrap();
+        // Not an ELF object: finit_module(2) rejects it (ENOEXEC as root,
+        // EPERM otherwise) without side effects.
+        std::fs::write(t.path().join("kernel/garbage.ko"), b"not a module").unwrap();
+        let index = ModuleIndex::load(t.path()).unwrap();
+        let sys = t.path().join("sys");
+        let mut loader = Loader::new(&index, &sys, None);
+
+        let e = loader.load("missing").unwrap_err();
+        assert!(matches!(e, LoadError::Open { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.starts_with("module missing: cannot open "), "{msg}");
+        assert!(msg.contains("kernel/missing.ko"), "{msg}");
+
+        let e = loader.load("garbage").unwrap_err();
+        assert!(matches!(e, LoadError::Init { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("module garbage: the kernel refused "),
+            "{e}"
+        );
+
+        let e = loader.load("user").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("module user: dependency failed: module garbage:"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! Finds what a dynamically linked executable needs at run time: its
+//! program interpreter (`PT_INTERP`) and the transitive closure of its
+//! `DT_NEEDED` libraries, resolved inside an extracted package tree (never
+//! the build host's `/`), so the image depends only on the .debs.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use object::elf::{FileHeader64, DT_NEEDED, PT_INTERP};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::Endianness;
+
+/// Where the dynamic loader of an x86-64 Debian system finds libraries
+/// without an ld.so.cache (the image has none), in its order.
+pub const SEARCH_DIRS: &[&str] = &["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"];
+
+/// Symlink hops allowed while resolving one path (Linux's limit is 40).
+const MAX_LINKS: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid 64-bit ELF file")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: object::read::Error,
+    },
+    #[error("library {name} (needed by {needed_by}) not found under {root} in {dirs:?}")]
+    NotFound {
+        name: String,
+        needed_by: PathBuf,
+        root: PathBuf,
+        dirs: &'static [&'static str],
+    },
+    #[error("interpreter {interp} of {elf} not found under {root}")]
+    NoInterpreter {
+        interp: PathBuf,
+        elf: PathBuf,
+        root: PathBuf,
+    },
+    #[error("too many levels of symbolic links resolving {path} under {root}")]
+    Loop { path: PathBuf, root: PathBuf },
+    #[error("{path} under {root} is not a regular file")]
+    NotAFile { path: PathBuf, root: PathBuf },
+}
+
+/// One thing the image must contain for the executable to run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Needed {
+    /// A regular file, copied from `source` to `image_path`.
+    File {
+        image_path: PathBuf,
+        source: PathBuf,
+    },
+    /// A symlink as it is in the tree (e.g. `/lib64/ld-linux-x86-64.so.2`
+    /// pointing at the real loader).
+    Symlink {
+        image_path: PathBuf,
+        target: PathBuf,
+    },
+}
+
+impl Needed {
+    pub fn image_path(&self) -> &Path {
+        match self {
+            Needed::File { image_path, .. } | Needed::Symlink { image_path, .. } => image_path,
+        }
+    }
+}
+
+/// What one ELF file asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dynamic {
+    pub interpreter: Option<PathBuf>,
+    pub needed: Vec<String>,
+}
+
+/// Reads `PT_INTERP` and the `DT_NEEDED` entries of an ELF64 file.
+pub fn read_dynamic(path: &Path) -> Result<Dynamic, ElfError> {
+    let data = std::fs::read(path).map_err(|source| ElfError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let err = |source| ElfError::Parse {
+        path: path.to_owned(),
+        source,
+    };
+    let header = FileHeader64::<Endianness>::parse(&*data).map_err(err)?;
+    let endian = header.endian().map_err(err)?;
+    let mut dynamic = Dynamic::default();
+    for segment in header.program_headers(endian, &*data).map_err(err)? {
+        if segment.p_type(endian) == PT_INTERP {
+            if let Some(interp) = segment.interpreter(endian, &*data).map_err(err)? {
+                dynamic.interpreter = Some(PathBuf::from(String::from_utf8_lossy(interp).as_ref()));
+            }
+        }
+    }
+    let sections = header.sections(endian, &*data).map_err(err)?;
+    let table = sections.dynamic_table(endian, &*data).map_err(err)?;
+    for entry in table.iter() {
+        if entry.tag == DT_NEEDED {
+            let name = table.string(entry).map_err(err)?;
+            dynamic
+                .needed
+                .push(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    Ok(dynamic)
+}
+
+/// The interpreter and every library `elf` needs, transitively, resolved in
+/// `lib_root` (an extracted package tree, or `/`). `elf` itself is not in
+/// the result. Symlinks met on the way (the last component of a looked-up
+/// path) are returned as symlinks so the image keeps the same layout; the
+/// result is sorted by image path.
+///
+/// RPATH/RUNPATH and `$ORIGIN` are not honoured: Debian's system libraries
+/// do not use them, and etcd links only glibc.
+pub fn needed_closure(elf: &Path, lib_root: &Path) -> Result<Vec<Needed>, ElfError> {
+    let mut items: BTreeSet<Needed> = BTreeSet::new();
+    let mut seen_files: BTreeSet<PathBuf> = BTreeSet::from([elf.to_owned()]);
+    let mut queue: VecDeque<PathBuf> = VecDeque::from([elf.to_owned()]);
+    while let Some(host_file) = queue.pop_front() {
+        let dynamic = read_dynamic(&host_file)?;
+        if let Some(interp) = &dynamic.interpreter {
+            let image_path = normalize(Path::new("/").join(interp).as_path());
+            match resolve_file(lib_root, &image_path)? {
+                Some((real, chain)) => {
+                    items.extend(chain);
+                    if seen_files.insert(real.clone()) {
+                        queue.push_back(real);
+                    }
+                }
+                None => {
+                    return Err(ElfError::NoInterpreter {
+                        interp: interp.clone(),
+                        elf: host_file.clone(),
+                        root: lib_root.to_owned(),
+                    })
+                }
+            }
+        }
+        for name in &dynamic.needed {
+            let (real, chain) =
+                find_library(lib_root, name)?.ok_or_else(|| ElfError::NotFound {
+                    name: name.clone(),
+                    needed_by: host_file.clone(),
+                    root: lib_root.to_owned(),
+                    dirs: SEARCH_DIRS,
+                })?;
+            items.extend(chain);
+            if seen_files.insert(real.clone()) {
+                queue.push_back(real);
+            }
+        }
+    }
+    Ok(items.into_iter().collect())
+}
+
+/// Looks `name` up the way the loader does: a name with a `/` is a path,
+/// anything else is searched for in [`SEARCH_DIRS`].
+fn find_library(root: &Path, name: &str) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
+    if name.contains('/') {
+        return resolve_file(root, &normalize(&Path::new("/").join(name)));
+    }
+    for dir in SEARCH_DIRS {
+        let image_path = Path::new("/").join(dir).join(name);
+        if let Some(found) = resolve_file(root, &image_path)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves `image_path` (absolute, inside `root`) to a regular file.
+/// Returns the host path of that file and the entries that reproduce the
+/// lookup in the image: a `Symlink` for each final-component symlink, then
+/// the `File`. Directory symlinks are followed for reading only; the entries
+/// keep the looked-up directory, because the image has real directories
+/// (e.g. a merged-/usr host's `/lib` → `usr/lib` would otherwise put the file
+/// where the loader does not look). `Ok(None)` when nothing is there.
+pub fn resolve_file(
+    root: &Path,
+    image_path: &Path,
+) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
+    let mut chain = Vec::new();
+    let mut nominal = normalize(image_path);
+    for _ in 0..MAX_LINKS {
+        let (Some(parent), Some(file_name)) = (nominal.parent(), nominal.file_name()) else {
+            return Ok(None);
+        };
+        let host = resolve_dir(root, parent)?.join(file_name);
+        let meta = match std::fs::symlink_metadata(&host) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ElfError::Read { path: host, source }),
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&host).map_err(|source| ElfError::Read {
+                path: host.clone(),
+                source,
+            })?;
+            let next = normalize(&parent.join(&target));
+            chain.push(Needed::Symlink {
+                image_path: nominal,
+                target,
+            });
+            nominal = next;
+        } else if meta.is_file() {
+            chain.push(Needed::File {
+                image_path: nominal,
+                source: host.clone(),
+            });
+            return Ok(Some((host, chain)));
+        } else {
+            return Err(ElfError::NotAFile {
+                path: nominal,
+                root: root.to_owned(),
+            });
+        }
+    }
+    Err(ElfError::Loop {
+        path: image_path.to_owned(),
+        root: root.to_owned(),
+    })
+}
+
+/// The host path of directory `dir` (absolute, inside `root`), following
+/// symlinks component by component with absolute targets taken relative to
+/// `root`, like a chroot would: the host's own `/` is never consulted.
+fn resolve_dir(root: &Path, dir: &Path) -> Result<PathBuf, ElfError> {
+    let mut resolved = PathBuf::from("/");
+    let mut pending: VecDeque<OsString> = components(dir);
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let host = root.join(candidate.strip_prefix("/").expect("absolute"));
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_LINKS {
+                    return Err(ElfError::Loop {
+                        path: dir.to_owned(),
+                        root: root.to_owned(),
+                    });
+                }
+                let target = std::fs::read_link(&host).map_err(|source| ElfError::Read {
+                    path: host.clone(),
+                    source,
+                })?;
+                if target.is_absolute() {
+                    resolved = PathBuf::from("/");
+                }
+                for part in components(&target).into_iter().rev() {
+                    pending.push_front(part);
+                }
+            }
+            // A missing or non-symlink component: keep it; a later stat of
+            // the file reports "not found".
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved.strip_prefix("/").expect("absolute")))
+}
+
+/// The normal and `..` components of a path (`.` and `/` dropped).
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Lexically normalizes an absolute path (`.` dropped, `..` pops, never
+/// above `/`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for part in components(path) {
+        if part == ".." {
+            out.pop();
+        } else {
+            out.push(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn file<'a>(items: &'a [Needed], path: &str) -> Option<&'a Needed> {
+        items.iter().find(|i| i.image_path() == Path::new(path))
+    }
+
+    /// /bin/ls on the build host (Debian: libselinux, libc, the loader).
+    #[test]
+    fn host_ls() {
+        let ls = Path::new("/bin/ls");
+        let dynamic = read_dynamic(ls).unwrap();
+        if dynamic.interpreter.is_none() {
+            eprintln!("/bin/ls is static here: skipping");
+            return;
+        }
+        let items = needed_closure(ls, Path::new("/")).unwrap();
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| {
+                i.image_path()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert!(names.iter().any(|n| n == "libc.so.6"), "{items:#?}");
+        let interp = dynamic.interpreter.unwrap();
+        assert!(
+            file(&items, interp.to_str().unwrap()).is_some(),
+            "{items:#?}"
+        );
+        // Every chain ends in a real file that exists on the host.
+        for item in &items {
+            if let Needed::File { source, .. } = item {
+                assert!(source.is_file(), "{source:?}");
+            }
+        }
+        // Sorted, no duplicates.
+        let mut sorted = items.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, items);
+    }
+
+    /// A fixture root shaped like the libc6 .deb: the interpreter is an
+    /// absolute symlink, libc is found in the first search dir, and a
+    /// directory symlink inside the root must not escape to the host.
+    #[test]
+    fn fixture_root() {
+        let ls = Path::new("/bin/ls");
+        let dynamic = read_dynamic(ls).unwrap();
+        if dynamic.interpreter.is_none() {
+            eprintln!("/bin/ls is static here: skipping");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let lib = r.join("lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::create_dir_all(r.join("lib64")).unwrap();
+        // Every library /bin/ls needs is a copy of the host's libc: no
+        // NEEDED of its own but the loader, which keeps the fixture small.
+        let host = needed_closure(ls, Path::new("/")).unwrap();
+        let host_libc = host
+            .iter()
+            .find_map(|i| match i {
+                Needed::File { source, .. } if source.ends_with("libc.so.6") => {
+                    Some(source.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        for name in &dynamic.needed {
+            std::fs::copy(&host_libc, lib.join(name)).unwrap();
+        }
+        // The loader: a real file plus /lib64's absolute symlink to it, as
+        // in the libc6 package.
+        let interp = dynamic.interpreter.clone().unwrap();
+        let interp_name = interp.file_name().unwrap();
+        std::fs::copy(&host_libc, lib.join(interp_name)).unwrap();
+        symlink(
+            Path::new("/lib/x86_64-linux-gnu").join(interp_name),
+            r.join("lib64").join(interp_name),
+        )
+        .unwrap();
+
+        let items = needed_closure(ls, r).unwrap();
+        let lib_name = |n: &str| format!("/lib/x86_64-linux-gnu/{n}");
+        for name in &dynamic.needed {
+            assert_eq!(
+                file(&items, &lib_name(name)),
+                Some(&Needed::File {
+                    image_path: lib_name(name).into(),
+                    source: lib.join(name),
+                })
+            );
+        }
+        assert_eq!(
+            file(&items, interp.to_str().unwrap()),
+            Some(&Needed::Symlink {
+                image_path: interp.clone(),
+                target: Path::new("/lib/x86_64-linux-gnu").join(interp_name),
+            })
+        );
+        for item in &items {
+            if let Needed::File { source, .. } = item {
+                assert!(source.starts_with(r), "escaped the root: {source:?}");
+            }
+        }
+
+        // Without the library the error names it.
+        std::fs::remove_file(lib.join("libc.so.6")).unwrap();
+        let err = needed_closure(ls, r).unwrap_err().to_string();
+        assert!(err.contains("library libc.so.6"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/lib")).unwrap();
+        std::fs::write(r.join("usr/lib/libx.so.1.2"), b"x").unwrap();
+        // Merged-/usr style directory symlink, absolute and relative file links.
+        symlink("usr/lib", r.join("lib")).unwrap();
+        symlink("libx.so.1.2", r.join("usr/lib/libx.so.1")).unwrap();
+        symlink("/lib/libx.so.1", r.join("usr/lib/abs")).unwrap();
+        symlink("/etc", r.join("usr/lib/escape")).unwrap();
+        symlink("loop", r.join("usr/lib/loop")).unwrap();
+
+        let (host, chain) = resolve_file(r, Path::new("/lib/abs")).unwrap().unwrap();
+        assert_eq!(host, r.join("usr/lib/libx.so.1.2"));
+        assert_eq!(
+            chain,
+            [
+                Needed::Symlink {
+                    image_path: "/lib/abs".into(),
+                    target: "/lib/libx.so.1".into()
+                },
+                Needed::Symlink {
+                    image_path: "/lib/libx.so.1".into(),
+                    target: "libx.so.1.2".into()
+                },
+                Needed::File {
+                    image_path: "/lib/libx.so.1.2".into(),
+                    source: r.join("usr/lib/libx.so.1.2")
+                },
+            ]
+        );
+        // /etc inside the root does not exist, whatever the host has.
+        assert_eq!(
+            resolve_file(r, Path::new("/lib/escape/hostname")).unwrap(),
+            None
+        );
+        assert!(matches!(
+            resolve_file(r, Path::new("/lib/loop")),
+            Err(ElfError::Loop { .. })
+        ));
+    }
+}
