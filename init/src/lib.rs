@@ -7,6 +7,7 @@
 pub mod boot;
 pub mod cli;
 pub mod cmdline;
+pub mod config;
 pub mod modules;
 pub mod net;
 pub mod shutdown;

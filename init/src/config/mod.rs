@@ -1,0 +1,3 @@
+//! The machine config: Talos `v1alpha1` schema, validation, and sources.
+
+pub mod source;
