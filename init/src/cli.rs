@@ -6,9 +6,11 @@
 //! justify clap's size.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use crate::cmdline::Cmdline;
+use crate::config;
 
 const USAGE: &str = "\
 usage: keel <command> [options]
@@ -16,15 +18,19 @@ usage: keel <command> [options]
 commands:
   cmdline [--file FILE]   print the parsed kernel command line
                           (default FILE: /proc/cmdline)
+  validate FILE           check a machine config (Talos v1alpha1) as the
+                          node would read it; FILE `-` is stdin.
+                          Exit 0 if valid, 1 if not (every error printed)
   version                 print the version
   help                    print this help
 
 As PID 1 keel boots the node; started as `modprobe` it loads kernel modules.";
 
-/// Runs the CLI; returns the process exit code.
+/// Runs the CLI; returns the process exit code: 0 success, 1 an invalid
+/// (or unreadable) config for `validate`, 2 a usage error.
 pub fn main(args: Vec<OsString>) -> i32 {
     match run(args) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("keel: {e:#}");
             2
@@ -32,14 +38,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn run(args: Vec<OsString>) -> anyhow::Result<()> {
+fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(args);
     let command = match parser.next()? {
         Some(Value(v)) => v.string()?,
         Some(Long("help")) | Some(Short('h')) | None => {
             println!("{USAGE}");
-            return Ok(());
+            return Ok(0);
         }
         Some(other) => return Err(other.unexpected().into()),
     };
@@ -54,16 +60,66 @@ fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             }
             let c = Cmdline::read(&file)?;
             print!("{c}");
-            Ok(())
+            Ok(0)
+        }
+        "validate" => {
+            let mut file: Option<PathBuf> = None;
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Value(v) if file.is_none() => file = Some(v.into()),
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            match file {
+                Some(file) => Ok(validate(&file)),
+                None => anyhow::bail!("validate: missing FILE\n\n{USAGE}"),
+            }
         }
         "version" | "--version" => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            Ok(0)
         }
         "help" => {
             println!("{USAGE}");
-            Ok(())
+            Ok(0)
         }
         other => anyhow::bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// `keel validate FILE`: the summary on stdout and warnings on stderr when
+/// valid (0); every error on stderr, one per line, when not (1).
+fn validate(file: &Path) -> i32 {
+    let name = file.display();
+    let read = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+    } else {
+        std::fs::read(file)
+    };
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("{name}: cannot read: {e}");
+            return 1;
+        }
+    };
+    match config::parse_bytes(&bytes) {
+        Ok(parsed) => {
+            for warning in &parsed.warnings {
+                eprintln!("{name}: warning: {warning}");
+            }
+            println!("{name}: valid v1alpha1 {}", parsed.config.summary());
+            0
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{name}: {error}");
+            }
+            let n = errors.len();
+            let s = if n == 1 { "" } else { "s" };
+            eprintln!("{name}: invalid config: {n} error{s}");
+            1
+        }
     }
 }

@@ -48,6 +48,15 @@ pub const BASE_APPEND: &str = "console=ttyS0 printk_devkmsg=on panic=-1";
 /// can observe it). The temp dir holds the console log and QMP socket and
 /// must outlive the VM.
 pub fn boot_vm(extra_append: &str) -> (tempfile::TempDir, keel_qemu::Vm) {
+    boot_vm_with(extra_append, |_| {})
+}
+
+/// [`boot_vm`] with a hook to adjust the VM (disks, devices) before it
+/// starts.
+pub fn boot_vm_with(
+    extra_append: &str,
+    adjust: impl FnOnce(&mut keel_qemu::VmConfig),
+) -> (tempfile::TempDir, keel_qemu::Vm) {
     let build = build_dir();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = keel_qemu::VmConfig::boot(
@@ -59,6 +68,7 @@ pub fn boot_vm(extra_append: &str) -> (tempfile::TempDir, keel_qemu::Vm) {
     cfg.qmp_socket = Some(dir.path().join("qmp.sock"));
     cfg.nics = vec![keel_qemu::Nic::user("n0")];
     cfg.no_reboot = true;
+    adjust(&mut cfg);
     let vm = cfg.spawn().expect("QEMU starts");
     (dir, vm)
 }

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use keel_tests::{boot_vm, BOOT_TIMEOUT};
 
+/// These tests are about the bare boot: no machine config is wanted.
+const NO_CONFIG: &str = "keel.config=none";
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn boot_reaches_ready_with_virtio_net_from_coldplug() {
-    let (_dir, vm) = boot_vm("");
+    let (_dir, vm) = boot_vm(NO_CONFIG);
     let ready = vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
     assert!(ready.contains("PID 1 RSS"), "{ready}");
     let log = vm.serial_log();
@@ -36,7 +38,7 @@ fn boot_reaches_ready_with_virtio_net_from_coldplug() {
 
 #[test]
 fn power_button_shuts_down_cleanly() {
-    let (_dir, vm) = boot_vm("");
+    let (_dir, vm) = boot_vm(NO_CONFIG);
     vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
     let mut qmp = vm.qmp(Duration::from_secs(10)).unwrap();
     qmp.system_powerdown().unwrap();
@@ -59,7 +61,7 @@ fn power_button_shuts_down_cleanly() {
 
 #[test]
 fn ctrl_alt_del_reboots_gracefully() {
-    let (_dir, vm) = boot_vm("");
+    let (_dir, vm) = boot_vm(NO_CONFIG);
     vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
     let mut qmp = vm.qmp(Duration::from_secs(10)).unwrap();
     let keys: Vec<serde_json::Value> = ["ctrl", "alt", "delete"]
@@ -83,9 +85,13 @@ fn ctrl_alt_del_reboots_gracefully() {
 #[test]
 fn pid1_panic_is_a_controlled_reboot_or_power_off() {
     let cases = [
-        ("keel.test.panic", "rebooting", "reboot: Restarting system"),
         (
-            "keel.test.panic keel.panic=poweroff",
+            "keel.config=none keel.test.panic",
+            "rebooting",
+            "reboot: Restarting system",
+        ),
+        (
+            "keel.config=none keel.test.panic keel.panic=poweroff",
             "powering off",
             "reboot: Power down",
         ),

@@ -17,7 +17,10 @@ use nix::time::{clock_gettime, ClockId};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use crate::cmdline::Cmdline;
+use crate::config::{self, source::SourceSettings};
 use crate::modules::{self, coldplug, ModuleIndex};
 use crate::shutdown::{self, button, Trigger};
 use crate::supervise::Reaper;
@@ -204,21 +207,63 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         });
     }
 
-    if cmdline.flag("keel.test.panic") {
-        // Test-only (README, "Kernel parameters"): proves the panic hook
-        // turns a PID 1 panic into a controlled reboot or power-off.
-        panic!("keel.test.panic is set: panicking on purpose");
+    // Proxy settings and the like from keel.environment= apply to PID 1
+    // and everything it starts. Set now, while PID 1 is still one thread
+    // (setenv is not thread-safe against concurrent getenv).
+    let settings = match SourceSettings::from_cmdline(&cmdline) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}; ignoring the config parameters, looking for a config partition only");
+            SourceSettings::default()
+        }
+    };
+    for (k, v) in &settings.environment {
+        std::env::set_var(k, v);
     }
 
-    let rss = rss_kb(Path::new("/proc"))
-        .map(|k| format!("{k} kB"))
-        .unwrap_or_else(|| "unknown".into());
-    log::info!(
-        "ready in {} ms (PID 1 RSS {rss})",
-        started.elapsed().as_millis()
-    );
+    let cmdline = Arc::new(cmdline);
+    let boot_rest = {
+        let cmdline = cmdline.clone();
+        async move {
+            let t = Phase::start("config");
+            let rescan_cmdline = cmdline.clone();
+            let loaded = config::load::load_until_valid(
+                settings,
+                config::source::Env::default(),
+                move || hotplug_modules(&rescan_cmdline),
+                || crate::net::has_ipv4_route(Path::new("/proc")),
+            )
+            .await;
+            match &loaded {
+                Some(l) => {
+                    t.done(&format!("loaded from {}", l.origin));
+                    log::info!("config: {}", l.config.summary());
+                }
+                None => t.done("no config (keel.config=none)"),
+            }
+
+            if cmdline.flag("keel.test.panic") {
+                // Test-only (README, "Kernel parameters"): proves the panic
+                // hook turns a PID 1 panic into a controlled reboot or
+                // power-off.
+                panic!("keel.test.panic is set: panicking on purpose");
+            }
+
+            let rss = rss_kb(Path::new("/proc"))
+                .map(|k| format!("{k} kB"))
+                .unwrap_or_else(|| "unknown".into());
+            log::info!(
+                "ready in {} ms (PID 1 RSS {rss})",
+                started.elapsed().as_millis()
+            );
+            // PID 1 goes on serving whatever the later phases start.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(boot_rest);
 
     let trigger = tokio::select! {
+        _ = &mut boot_rest => unreachable!("the boot task never completes"),
         Some(_) = recv_opt(&mut sigterm) => Trigger::Sigterm,
         Some(_) = recv_opt(&mut sigint) => Trigger::CtrlAltDel,
         Some(t) = triggers.recv() => t,
@@ -236,6 +281,24 @@ async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match s {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Loads modules for devices that appeared since boot (a hot-plugged config
+/// disk): the kernel does not load modules for new devices by itself, that
+/// is udev's job, which Keel does here.
+fn hotplug_modules(cmdline: &Cmdline) {
+    let Ok(index) = ModuleIndex::load(&modules::index_dir()) else {
+        return;
+    };
+    let sys = Path::new("/sys");
+    let mut loader = modules::Loader::new(&index, sys, Some(cmdline));
+    let report = coldplug::run(sys, &index, &mut loader, 4);
+    for (dev, e) in &report.failed {
+        log::error!("hotplug {} ({}): {e}", dev.path.display(), dev.modalias);
+    }
+    if !report.loaded.is_empty() {
+        log::info!("hotplug loaded: {}", report.loaded.join(" "));
     }
 }
 

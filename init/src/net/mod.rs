@@ -15,6 +15,20 @@ pub fn link_names(sys_root: &Path) -> Vec<String> {
     names
 }
 
+/// True when the kernel has an IPv4 route through a link other than
+/// loopback (`<proc_root>/net/route`, proc(5)): a link has a usable address,
+/// so a config URL can be tried.
+pub fn has_ipv4_route(proc_root: &Path) -> bool {
+    std::fs::read_to_string(proc_root.join("net/route"))
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+                .any(|iface| iface != "lo")
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,5 +41,29 @@ mod tests {
         }
         assert_eq!(link_names(t.path()), vec!["eth0", "eth1", "lo"]);
         assert!(link_names(Path::new("/nonexistent")).is_empty());
+    }
+
+    #[test]
+    fn ipv4_route_table() {
+        let header =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n";
+        let cases = [
+            ("", false),
+            (
+                "lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n",
+                false,
+            ),
+            (
+                "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n",
+                true,
+            ),
+        ];
+        for (rows, want) in cases {
+            let t = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(t.path().join("net")).unwrap();
+            std::fs::write(t.path().join("net/route"), format!("{header}{rows}")).unwrap();
+            assert_eq!(has_ipv4_route(t.path()), want, "{rows}");
+        }
+        assert!(!has_ipv4_route(Path::new("/nonexistent")));
     }
 }

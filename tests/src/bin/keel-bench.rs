@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let mut rss = Vec::new();
     for i in 1..=runs {
         let start = Instant::now();
-        let (_dir, vm) = keel_tests::boot_vm("");
+        let (_dir, vm) = keel_tests::boot_vm("keel.config=none");
         vm.wait_for_line("keel: ready in", keel_tests::BOOT_TIMEOUT)
             .with_context(|| format!("run {i}: boot did not reach ready"))?;
         let wall_ms = start.elapsed().as_secs_f64() * 1000.0;

@@ -1,0 +1,121 @@
+//! `cluster`: of Talos's cluster section Keel reads only `cluster.etcd`,
+//! plus the Keel extensions a static etcd bootstrap needs.
+//!
+//! Talos grows its etcd cluster by discovery through Kubernetes (each new
+//! control-plane node joins the members it finds). Keel runs no Kubernetes
+//! of its own, so the membership is written down instead, with keys Talos
+//! does not have; each is marked **Keel extension** below.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::types::{CertPem, KeyPem, MemberName, PeerUrl, SubnetFilter};
+use super::unsupported::section;
+
+section! {
+    /// `cluster`.
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Cluster {
+        pub etcd: Option<Etcd>,
+    }
+    unsupported {
+        id = "id",
+        secret = "secret",
+        control_plane = "controlPlane",
+        cluster_name = "clusterName",
+        network = "network",
+        token = "token",
+        aescbc_encryption_secret = "aescbcEncryptionSecret",
+        secretbox_encryption_secret = "secretboxEncryptionSecret",
+        ca = "ca",
+        aggregator_ca = "aggregatorCA",
+        service_account = "serviceAccount",
+        api_server = "apiServer",
+        controller_manager = "controllerManager",
+        proxy = "proxy",
+        scheduler = "scheduler",
+        discovery = "discovery",
+        core_dns = "coreDNS",
+        external_cloud_provider = "externalCloudProvider",
+        extra_manifests = "extraManifests",
+        extra_manifest_headers = "extraManifestHeaders",
+        inline_manifests = "inlineManifests",
+        admin_kubeconfig = "adminKubeconfig",
+        allow_scheduling_on_control_planes = "allowSchedulingOnControlPlanes",
+        accepted_cas = "acceptedCAs",
+    }
+}
+
+/// The default of [`Etcd::initial_cluster_token`].
+pub const DEFAULT_INITIAL_CLUSTER_TOKEN: &str = "keel";
+
+fn default_token() -> String {
+    DEFAULT_INITIAL_CLUSTER_TOKEN.to_owned()
+}
+
+section! {
+    /// `cluster.etcd`.
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Etcd {
+        /// Talos `ca`: the etcd CA, `crt` and `key` base64-encoded PEM.
+        pub ca: Option<CertificateAuthority>,
+        /// Talos `extraArgs`: extra etcd flags, `name: value` for
+        /// `--name=value`.
+        #[serde(default)]
+        pub extra_args: BTreeMap<String, String>,
+        /// Talos `advertisedSubnets`: which node address etcd advertises
+        /// (`!CIDR` excludes).
+        #[serde(default)]
+        pub advertised_subnets: Vec<SubnetFilter>,
+        /// Talos `listenSubnets`: which node addresses etcd listens on
+        /// (`!CIDR` excludes).
+        #[serde(default)]
+        pub listen_subnets: Vec<SubnetFilter>,
+        /// **Keel extension** `memberName`: this node's etcd member name.
+        /// Default: `machine.network.hostname`. Must be a key of
+        /// `initialCluster` when that is set.
+        pub member_name: Option<MemberName>,
+        /// **Keel extension** `initialCluster`: every founding member, name
+        /// → peer URL (`node1: https://10.5.0.11:2380`), i.e. etcd's
+        /// `--initial-cluster`. Default: empty, a single-member cluster of
+        /// this node.
+        #[serde(default)]
+        pub initial_cluster: BTreeMap<MemberName, PeerUrl>,
+        /// **Keel extension** `initialClusterToken`: etcd's
+        /// `--initial-cluster-token`. Default `keel`.
+        #[serde(default = "default_token")]
+        pub initial_cluster_token: String,
+        /// **Keel extension** `peer`: the peer TLS certificate and key,
+        /// base64-encoded PEM like `ca`. Default: none.
+        pub peer: Option<CertificateAndKey>,
+        /// **Keel extension** `server`: the client-facing TLS certificate
+        /// and key, base64-encoded PEM like `ca`. Default: none.
+        pub server: Option<CertificateAndKey>,
+        /// **Keel extension** `clientOnNodeAddress`: also serve clients on
+        /// the node address, not only on loopback. Default `false`.
+        #[serde(default)]
+        pub client_on_node_address: bool,
+    }
+    unsupported {
+        image = "image",
+    }
+}
+
+/// A CA as Talos writes it: `crt` and, where this node signs, `key`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateAuthority {
+    pub crt: CertPem,
+    pub key: Option<KeyPem>,
+}
+
+/// A certificate with its private key, both base64-encoded PEM.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateAndKey {
+    pub crt: CertPem,
+    pub key: KeyPem,
+}

@@ -1,0 +1,200 @@
+//! Text → validated [`Config`]: YAML syntax, then the schema, then the
+//! cross-field pass, each error placed by path, line and column.
+
+use serde::de::IgnoredAny;
+
+use super::error::{ConfigError, ConfigErrors, Segment, YamlPath};
+use super::schema::Config;
+use super::spans::{Spans, MAX_NESTING};
+use super::{validate, Parsed};
+
+/// Parses and validates a machine config. Never panics; on failure every
+/// cross-field problem is reported (a syntax or type error stops at the
+/// first, since what follows it cannot be read reliably).
+pub fn parse(text: &str) -> Result<Parsed, ConfigErrors> {
+    let spans = Spans::build(text);
+    if let Some(pos) = spans.too_deep {
+        return Err(one(ConfigError {
+            path: YamlPath::root().to_string(),
+            line: Some(pos.line),
+            column: Some(pos.column),
+            message: format!(
+                "nested more than {MAX_NESTING} levels deep, expected a machine config"
+            ),
+        }));
+    }
+    // YAML syntax first (with the parser serde uses), so that a syntax error
+    // is reported as such and not as whatever key serde was reading.
+    match serde_norway::from_str::<Option<IgnoredAny>>(text) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(one(ConfigError {
+            path: YamlPath::root().to_string(),
+            line: None,
+            column: None,
+            message:
+                "empty document, expected a Talos v1alpha1 machine config (`machine:`, `cluster:`)"
+                    .to_owned(),
+        })),
+        Err(e) => {
+            let location = e.location();
+            return Err(one(ConfigError {
+                path: YamlPath::root().to_string(),
+                line: location.as_ref().map(|l| l.line()),
+                column: location.as_ref().map(|l| l.column()),
+                message: clean_message(&e.to_string(), location.map(|l| (l.line(), l.column()))),
+            }));
+        }
+    }
+    let de = serde_norway::Deserializer::from_str(text);
+    let config: Config = match serde_path_to_error::deserialize(de) {
+        Ok(config) => config,
+        Err(e) => return Err(schema_error(e, &spans)),
+    };
+    let (errors, warnings) = validate::validate(&config, &spans);
+    if errors.is_empty() {
+        Ok(Parsed { config, warnings })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// [`parse`] for raw bytes (a file, an HTTP body): invalid UTF-8 is an
+/// error with its position, not a panic or a lossy guess.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, ConfigErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // Columns count characters, as the YAML parsers do.
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            Err(one(ConfigError {
+                path: YamlPath::root().to_string(),
+                line: Some(line),
+                column: Some(column),
+                message: format!(
+                    "invalid UTF-8 at byte {}, expected UTF-8 text",
+                    e.valid_up_to()
+                ),
+            }))
+        }
+    }
+}
+
+fn one(error: ConfigError) -> ConfigErrors {
+    ConfigErrors(vec![error])
+}
+
+/// Converts serde's first error, placing it by path (serde_norway's own
+/// position is that of the enclosing key for values checked by
+/// `try_from`).
+fn schema_error(e: serde_path_to_error::Error<serde_norway::Error>, spans: &Spans) -> ConfigErrors {
+    let mut segments = Vec::new();
+    for segment in e.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Map { key } => segments.push(Segment::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => {
+                segments.push(Segment::Key(variant.clone()))
+            }
+            serde_path_to_error::Segment::Seq { index } => segments.push(Segment::Index(*index)),
+            serde_path_to_error::Segment::Unknown => break,
+        }
+    }
+    let path = YamlPath(segments);
+    let inner = e.inner();
+    let serde_pos = inner.location().map(|l| (l.line(), l.column()));
+    let message = clean_message(&inner.to_string(), serde_pos);
+
+    // A duplicated struct key: the span tree knows exactly where each is.
+    if message.starts_with("duplicate field") {
+        let dups = spans.duplicate_keys();
+        if !dups.is_empty() {
+            return ConfigErrors(dups);
+        }
+    }
+    let pos = if message.starts_with("unknown field") {
+        spans.key(&path)
+    } else {
+        spans.value(&path)
+    };
+    let (line, column) = match (pos, serde_pos) {
+        (Some(p), _) => (Some(p.line), Some(p.column)),
+        (None, Some((l, c))) => (Some(l), Some(c)),
+        (None, None) => {
+            let p = spans.nearest(&path);
+            (p.map(|p| p.line), p.map(|p| p.column))
+        }
+    };
+    one(ConfigError {
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    })
+}
+
+/// serde_norway's text is `<path>: <message> at line L column C`; keep the
+/// message (path and position are reported separately) and name Rust
+/// integer types in YAML terms.
+fn clean_message(text: &str, pos: Option<(usize, usize)>) -> String {
+    let mut msg = text.to_owned();
+    if let Some((line, column)) = pos {
+        let suffix = format!(" at line {line} column {column}");
+        if let Some(at) = msg.find(&suffix) {
+            msg.replace_range(at..at + suffix.len(), "");
+        }
+    }
+    if let Some((prefix, rest)) = msg.split_once(": ") {
+        let is_path = !prefix.is_empty()
+            && !prefix.contains(char::is_whitespace)
+            && !prefix.contains(['`', '"', '\''])
+            && prefix != "invalid";
+        if is_path {
+            msg = rest.to_owned();
+        }
+    }
+    const INTEGERS: &[(&str, &str)] = &[
+        ("expected u8", "expected an integer from 0 to 255"),
+        ("expected u16", "expected an integer from 0 to 65535"),
+        ("expected u32", "expected an integer from 0 to 4294967295"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+    ];
+    for (from, to) in INTEGERS {
+        if let Some(at) = msg.find(from) {
+            let end = at + from.len();
+            // Only whole words (`u32`, not `u32x`).
+            if !msg[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                msg.replace_range(at..end, to);
+            }
+        }
+    }
+    const STRUCT: &str = "expected struct ";
+    if let Some(at) = msg.find(STRUCT) {
+        // `expected struct Interface` names a Rust type; YAML has mappings.
+        let name_at = at + STRUCT.len();
+        let end = msg[name_at..]
+            .find([',', ' '])
+            .map_or(msg.len(), |e| name_at + e);
+        msg.replace_range(at..end, "expected a mapping");
+    }
+    shorten_words(&msg)
+}
+
+/// Values are echoed in messages; a 5000-digit number should not be.
+fn shorten_words(msg: &str) -> String {
+    const MAX: usize = 80;
+    msg.split(' ')
+        .map(|word| {
+            if word.chars().count() <= MAX {
+                word.to_owned()
+            } else {
+                let head: String = word.chars().take(MAX / 2).collect();
+                let tail: String = word.chars().skip(word.chars().count() - 8).collect();
+                format!("{head}…{tail}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

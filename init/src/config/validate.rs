@@ -1,0 +1,310 @@
+//! The cross-field pass: checks that need more than one value at a time,
+//! run on a deserialised config, reporting every finding (not just the
+//! first) with the position looked up in the [`Spans`]. Also collects the
+//! warnings for ignored Talos keys and deprecated values.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::error::{ConfigError, Warning, WarningKind, YamlPath};
+use super::merge;
+use super::schema::{Config, Interface, Link, MachineType, Route, Vip};
+use super::spans::Spans;
+
+/// Errors and warnings for `config`, each sorted by position.
+pub(crate) fn validate(config: &Config, spans: &Spans) -> (Vec<ConfigError>, Vec<Warning>) {
+    let mut f = Findings {
+        spans,
+        errors: spans.duplicate_keys(),
+        warnings: Vec::new(),
+    };
+    warnings(config, &mut f);
+    env(config, &mut f);
+    interfaces(config, &mut f);
+    vips(config, &mut f);
+    etcd(config, &mut f);
+    let pos = |line: Option<usize>, column: Option<usize>| {
+        (line.unwrap_or(usize::MAX), column.unwrap_or(0))
+    };
+    f.errors.sort_by_key(|e| pos(e.line, e.column));
+    f.warnings.sort_by_key(|w| pos(w.line, None));
+    (f.errors, f.warnings)
+}
+
+struct Findings<'a> {
+    spans: &'a Spans,
+    errors: Vec<ConfigError>,
+    warnings: Vec<Warning>,
+}
+
+impl Findings<'_> {
+    fn error(&mut self, path: &YamlPath, message: String) {
+        let pos = self.spans.value(path).or_else(|| self.spans.nearest(path));
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            message,
+        });
+    }
+
+    fn unsupported(&mut self, parent: &YamlPath, keys: Vec<&'static str>) {
+        for key in keys {
+            let path = parent.key(key);
+            self.warnings.push(Warning {
+                line: self.spans.key(&path).map(|p| p.line),
+                path: path.to_string(),
+                kind: WarningKind::Unsupported,
+            });
+        }
+    }
+}
+
+fn root() -> YamlPath {
+    YamlPath::root()
+}
+
+fn interfaces_path() -> YamlPath {
+    root().key("machine").key("network").key("interfaces")
+}
+
+fn warnings(config: &Config, f: &mut Findings<'_>) {
+    let machine = root().key("machine");
+    let network = machine.key("network");
+    f.unsupported(&root(), config.unsupported_keys());
+    f.unsupported(&machine, config.machine.unsupported_keys());
+    f.unsupported(&network, config.machine.network.unsupported_keys());
+    for (i, iface) in config.machine.network.interfaces.iter().enumerate() {
+        let path = interfaces_path().index(i);
+        f.unsupported(&path, iface.unsupported_keys());
+        if let Some(vip) = &iface.vip {
+            f.unsupported(&path.key("vip"), vip.unsupported_keys());
+        }
+        for (j, vlan) in iface.vlans.iter().enumerate() {
+            if let Some(vip) = &vlan.vip {
+                f.unsupported(
+                    &path.key("vlans").index(j).key("vip"),
+                    vip.unsupported_keys(),
+                );
+            }
+        }
+    }
+    let cluster = root().key("cluster");
+    f.unsupported(&cluster, config.cluster.unsupported_keys());
+    if let Some(etcd) = &config.cluster.etcd {
+        f.unsupported(&cluster.key("etcd"), etcd.unsupported_keys());
+    }
+    if config.machine.machine_type == Some(MachineType::Init) {
+        let path = machine.key("type");
+        f.warnings.push(Warning {
+            line: f.spans.key(&path).map(|p| p.line),
+            path: path.to_string(),
+            kind: WarningKind::Deprecated(
+                "`init` is deprecated in Talos, treated as `controlplane`".to_owned(),
+            ),
+        });
+    }
+}
+
+/// Names and values must survive `execve`'s `NAME=value` strings.
+fn env(config: &Config, f: &mut Findings<'_>) {
+    let base = root().key("machine").key("env");
+    for (name, value) in &config.machine.env {
+        let bad_name = name.is_empty() || name.contains(['=', '\0']);
+        if bad_name || value.contains('\0') {
+            f.error(
+                &base.key(name),
+                format!("invalid environment variable {name:?}, expected a non-empty name without `=` and values without NUL"),
+            );
+        }
+    }
+}
+
+fn interfaces(config: &Config, f: &mut Findings<'_>) {
+    let base = interfaces_path();
+    for (i, iface) in config.machine.network.interfaces.iter().enumerate() {
+        let path = base.index(i);
+        if let Link::Selector(_) = iface.link {
+            // A selector finds an existing physical link; a bond or dummy
+            // link is created by Keel and needs a name to be created with.
+            if iface.bond.is_some() {
+                f.error(
+                    &path.key("bond"),
+                    "a bond is created by Keel and needs a name, expected `interface: bond0` instead of `deviceSelector`".to_owned(),
+                );
+            }
+            if iface.dummy {
+                f.error(
+                    &path.key("dummy"),
+                    "a dummy link is created by Keel and needs a name, expected `interface: <name>` instead of `deviceSelector`".to_owned(),
+                );
+            }
+        }
+        routes(&iface.routes, &path.key("routes"), f);
+        for (j, vlan) in iface.vlans.iter().enumerate() {
+            routes(&vlan.routes, &path.key("vlans").index(j).key("routes"), f);
+        }
+    }
+    let (_, conflicts) = merge::merge(&config.machine.network.interfaces, &base);
+    for c in conflicts {
+        f.error(&c.path, c.message);
+    }
+}
+
+/// A route's gateway and source must be of the destination's family (the
+/// kernel would refuse the route with EINVAL at boot).
+fn routes(routes: &[Route], base: &YamlPath, f: &mut Findings<'_>) {
+    for (k, route) in routes.iter().enumerate() {
+        let path = base.index(k);
+        let family = route
+            .network
+            .map(|n| (n.addr(), "network"))
+            .or_else(|| route.gateway.map(|g| (g.addr(), "gateway")));
+        let Some((reference, what)) = family else {
+            continue;
+        };
+        for (key, ip) in [("gateway", route.gateway), ("source", route.source)] {
+            let Some(ip) = ip else { continue };
+            if ip.addr().is_ipv4() != reference.is_ipv4() {
+                f.error(
+                    &path.key(key),
+                    format!(
+                        "{key} {ip} is {} but the route's {what} is {}, expected the same address family",
+                        family_name(ip.addr()),
+                        family_name(reference),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn family_name(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Every VIP as written, with its path.
+fn all_vips(interfaces: &[Interface]) -> Vec<(YamlPath, &Vip)> {
+    let mut out = Vec::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        let path = interfaces_path().index(i);
+        if let Some(vip) = &iface.vip {
+            out.push((path.key("vip"), vip));
+        }
+        for (j, vlan) in iface.vlans.iter().enumerate() {
+            if let Some(vip) = &vlan.vip {
+                out.push((path.key("vlans").index(j).key("vip"), vip));
+            }
+        }
+    }
+    out
+}
+
+/// Every static address as written (`addresses` and `cidr`, on links and
+/// VLANs), by IP, with the path where it first appears.
+fn static_addresses(interfaces: &[Interface]) -> HashMap<IpAddr, YamlPath> {
+    let mut out = HashMap::new();
+    let mut add = |path: YamlPath, ip: IpAddr| {
+        out.entry(ip).or_insert(path);
+    };
+    for (i, iface) in interfaces.iter().enumerate() {
+        let path = interfaces_path().index(i);
+        if let Some(c) = iface.cidr {
+            add(path.key("cidr"), c.addr());
+        }
+        for (k, a) in iface.addresses.iter().enumerate() {
+            add(path.key("addresses").index(k), a.addr());
+        }
+        for (j, vlan) in iface.vlans.iter().enumerate() {
+            let vpath = path.key("vlans").index(j);
+            if let Some(c) = vlan.cidr {
+                add(vpath.key("cidr"), c.addr());
+            }
+            for (k, a) in vlan.addresses.iter().enumerate() {
+                add(vpath.key("addresses").index(k), a.addr());
+            }
+        }
+    }
+    out
+}
+
+/// A VIP moves between nodes: it must not also be a static address
+/// anywhere (that node would never give it up), and each VIP is elected
+/// once.
+fn vips(config: &Config, f: &mut Findings<'_>) {
+    let interfaces = &config.machine.network.interfaces;
+    let statics = static_addresses(interfaces);
+    let mut seen: HashMap<IpAddr, YamlPath> = HashMap::new();
+    for (path, vip) in all_vips(interfaces) {
+        let ip = vip.ip.addr();
+        let ip_path = path.key("ip");
+        if let Some(at) = statics.get(&ip) {
+            f.error(
+                &ip_path,
+                format!("VIP {ip} is also a static address at {at}, expected an address no node has statically (Keel adds and removes it)"),
+            );
+        }
+        match seen.get(&ip) {
+            Some(first) => f.error(
+                &ip_path,
+                format!("VIP {ip} is already configured at {first}, expected each VIP once"),
+            ),
+            None => {
+                seen.insert(ip, path);
+            }
+        }
+    }
+}
+
+fn etcd(config: &Config, f: &mut Findings<'_>) {
+    let Some(etcd) = &config.cluster.etcd else {
+        return;
+    };
+    let base = root().key("cluster").key("etcd");
+    if etcd.initial_cluster_token.is_empty() {
+        f.error(
+            &base.key("initialClusterToken"),
+            "empty initialClusterToken, expected a non-empty string (default `keel`)".to_owned(),
+        );
+    }
+    if etcd.initial_cluster.is_empty() {
+        return;
+    }
+    let ic = base.key("initialCluster");
+    let hostname = config.machine.network.hostname.as_ref();
+    let me = match (&etcd.member_name, hostname) {
+        (Some(m), _) => Some((m.as_str(), "cluster.etcd.memberName")),
+        (None, Some(h)) => Some((h.as_str(), "machine.network.hostname")),
+        (None, None) => None,
+    };
+    match me {
+        None => f.error(
+            &ic,
+            "cannot tell which member this node is, expected cluster.etcd.memberName or machine.network.hostname".to_owned(),
+        ),
+        Some((name, from)) if !etcd.initial_cluster.keys().any(|k| k.as_str() == name) => {
+            let members: Vec<&str> = etcd.initial_cluster.keys().map(|k| k.as_str()).collect();
+            f.error(
+                &ic,
+                format!(
+                    "this node's member name `{name}` (from {from}) is not in initialCluster, expected one of: {}",
+                    members.join(", ")
+                ),
+            );
+        }
+        Some(_) => {}
+    }
+    let mut urls: HashMap<&str, &str> = HashMap::new();
+    for (name, url) in &etcd.initial_cluster {
+        if let Some(other) = urls.insert(url.as_str(), name.as_str()) {
+            f.error(
+                &ic.key(name.as_str()),
+                format!("peer URL {url} is also member `{other}`'s, expected one URL per member"),
+            );
+        }
+    }
+}
