@@ -134,13 +134,22 @@ where
                             origin: fetched.origin,
                         });
                     }
-                    Err(errors) => reporter.report(
-                        format!(
-                            "config from {} is invalid; fix it and Keel will pick it up:\n{errors}",
-                            fetched.origin
-                        ),
-                        true,
-                    ),
+                    Err(errors) => {
+                        // An inline config cannot change without a reboot;
+                        // a URL or a disk can be fixed in place.
+                        let advice = if fetched.origin.contains("inline") {
+                            "reboot with a fixed parameter"
+                        } else {
+                            "fix it and Keel will pick it up"
+                        };
+                        reporter.report(
+                            format!(
+                                "config from {} is invalid; {advice}:\n{errors}",
+                                fetched.origin
+                            ),
+                            true,
+                        )
+                    }
                 },
             },
             LoadAttempt::Failed(failures) => {
