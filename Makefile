@@ -13,10 +13,13 @@ ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zs
 
 .PHONY: run test deps init image lint unit e2e bench clean
 
-## make run: build everything and boot one node, console on the terminal.
+## make run: build everything and boot one node, console on the terminal,
+## with examples/single-node.yaml as its machine config (RUN_CONFIG=...).
+RUN_CONFIG ?= examples/single-node.yaml
 run: deps image
 	$(TOOLS) -p keel-qemu --bin keel-qemu -- \
 	  --kernel $(BUILD)/vmlinux --initrd $(BUILD)/initramfs.cpio \
+	  --append "keel.config.inline=$$(base64 -w0 $(RUN_CONFIG)) $(RUN_APPEND)" \
 	  --log $(BUILD)/run/node0.console.log --qmp $(BUILD)/run/node0.qmp $(RUN_ARGS)
 
 ## make test: lint, unit and integration tests, then the QEMU end-to-end tests.
