@@ -1,5 +1,7 @@
 //! Network links. Naming, selectors and configuration build on this.
 
+pub mod rtnl;
+
 use std::path::Path;
 
 /// Names of the links the kernel has, from `<sys_root>/class/net`, sorted.

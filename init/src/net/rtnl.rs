@@ -1,0 +1,521 @@
+//! Link, address and route operations over rtnetlink (the `rtnetlink`
+//! crate), each idempotent: applying the same config twice changes nothing,
+//! and "already exists" from the kernel (EEXIST, rtnetlink(7)) is success.
+//!
+//! The handle talks to the network namespace of the thread that opened the
+//! socket, which is what lets tests run each case in a namespace of its own.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{
+    BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoData, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAttribute, RouteMetric};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBond, LinkDummy, LinkUnspec, LinkVlan, RouteMessageBuilder};
+
+/// errno values rtnetlink errors carry (negated in the netlink message).
+const EEXIST: i32 = 17;
+const ENODEV: i32 = 19;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RtnlError {
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("link {link}: {what}: {source}")]
+    Link {
+        link: String,
+        what: &'static str,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("link {0} does not exist")]
+    NoSuchLink(String),
+    #[error("route {route}: {source}")]
+    Route {
+        route: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// What Keel needs to know of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `IFLA_INFO_KIND` (`bond`, `vlan`, `veth`, `dummy`, ...); `None` for
+    /// physical NICs and loopback.
+    pub kind: Option<String>,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    /// Index of the bond (or bridge) this link is enslaved to.
+    pub controller: Option<u32>,
+    pub alt_names: Vec<String>,
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+fn is_exists(e: &rtnetlink::Error) -> bool {
+    errno(e) == Some(EEXIST)
+}
+
+fn link_from(msg: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        mtu: None,
+        mac: None,
+        controller: None,
+        alt_names: Vec::new(),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(m) => l.mtu = Some(*m),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                l.mac = Some(mac);
+            }
+            LinkAttribute::Controller(c) => l.controller = Some(*c),
+            LinkAttribute::PropList(props) => {
+                for p in props {
+                    if let netlink_packet_route::link::Prop::AltIfName(n) = p {
+                        l.alt_names.push(n.clone());
+                    }
+                }
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+/// A connection to the kernel's routing netlink.
+#[derive(Clone)]
+pub struct Rtnl {
+    handle: Handle,
+}
+
+/// Bond settings Keel applies (the rest of Talos's bond options are
+/// accepted by the config and applied later).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BondSettings {
+    pub mode: Option<BondMode>,
+    pub miimon: Option<u32>,
+    pub updelay: Option<u32>,
+    pub downdelay: Option<u32>,
+    pub lacp_rate: Option<BondLacpRate>,
+    pub xmit_hash_policy: Option<BondXmitHashPolicy>,
+}
+
+/// A route to ensure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination network; `None` is the default route.
+    pub dest: Option<(IpAddr, u8)>,
+    pub gateway: Option<IpAddr>,
+    pub source: Option<IpAddr>,
+    pub metric: Option<u32>,
+    pub mtu: Option<u32>,
+    pub oif: u32,
+}
+
+impl std::fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.dest {
+            Some((ip, len)) => write!(f, "{ip}/{len}")?,
+            None => write!(f, "default")?,
+        }
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        if let Some(s) = self.source {
+            write!(f, " src {s}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        if let Some(m) = self.mtu {
+            write!(f, " mtu {m}")?;
+        }
+        write!(f, " dev #{}", self.oif)
+    }
+}
+
+impl Rtnl {
+    /// Opens a socket in the calling thread's network namespace; the
+    /// connection task runs on the current tokio runtime.
+    pub fn connect() -> Result<Rtnl, RtnlError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(RtnlError::Connect)?;
+        tokio::spawn(conn);
+        Ok(Rtnl { handle })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, RtnlError> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        loop {
+            match s.try_next().await {
+                Ok(Some(msg)) => out.push(link_from(&msg)),
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(RtnlError::Link {
+                        link: "*".into(),
+                        what: "list links",
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The link called `name` (its name or one of its altnames).
+    pub async fn link(&self, name: &str) -> Result<Option<Link>, RtnlError> {
+        Ok(self
+            .links()
+            .await?
+            .into_iter()
+            .find(|l| l.name == name || l.alt_names.iter().any(|a| a == name)))
+    }
+
+    async fn need(&self, name: &str) -> Result<Link, RtnlError> {
+        self.link(name)
+            .await?
+            .ok_or_else(|| RtnlError::NoSuchLink(name.to_string()))
+    }
+
+    async fn set(&self, link: &str, what: &'static str, msg: LinkMessage) -> Result<(), RtnlError> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|source| RtnlError::Link {
+                link: link.to_string(),
+                what,
+                source,
+            })
+    }
+
+    pub async fn set_up(&self, name: &str) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        if l.up {
+            return Ok(());
+        }
+        self.set(
+            name,
+            "set up",
+            LinkUnspec::new_with_index(l.index).up().build(),
+        )
+        .await
+    }
+
+    pub async fn set_down(&self, name: &str) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        if !l.up {
+            return Ok(());
+        }
+        self.set(
+            name,
+            "set down",
+            LinkUnspec::new_with_index(l.index).down().build(),
+        )
+        .await
+    }
+
+    pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        if l.mtu == Some(mtu) {
+            return Ok(());
+        }
+        self.set(
+            name,
+            "set MTU",
+            LinkUnspec::new_with_index(l.index).mtu(mtu).build(),
+        )
+        .await
+    }
+
+    /// Renames a link. The kernel refuses to rename a link that is up
+    /// (EBUSY, dev_change_name() in net/core/dev.c), so callers bring it
+    /// down first.
+    pub async fn rename(&self, name: &str, new_name: &str) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        self.set(
+            name,
+            "rename",
+            LinkUnspec::new_with_index(l.index).name(new_name).build(),
+        )
+        .await
+    }
+
+    /// Adds alternative names (IFLA_ALT_IFNAME), skipping those it has.
+    pub async fn add_alt_names(&self, name: &str, alt: &[&str]) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        let missing: Vec<&str> = alt
+            .iter()
+            .copied()
+            .filter(|a| *a != l.name && !l.alt_names.iter().any(|x| x == a))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.handle
+            .link()
+            .property_add(l.index)
+            .alt_ifname(&missing)
+            .execute()
+            .await
+            .map_err(|source| RtnlError::Link {
+                link: name.to_string(),
+                what: "add alternative names",
+                source,
+            })
+    }
+
+    async fn add_link(
+        &self,
+        name: &str,
+        what: &'static str,
+        msg: LinkMessage,
+    ) -> Result<(), RtnlError> {
+        match self.handle.link().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(source) => Err(RtnlError::Link {
+                link: name.to_string(),
+                what,
+                source,
+            }),
+        }
+    }
+
+    pub async fn ensure_dummy(&self, name: &str) -> Result<(), RtnlError> {
+        self.add_link(name, "create dummy", LinkDummy::new(name).build())
+            .await
+    }
+
+    pub async fn ensure_vlan(&self, name: &str, parent: &str, vid: u16) -> Result<(), RtnlError> {
+        let p = self.need(parent).await?;
+        self.add_link(
+            name,
+            "create VLAN",
+            LinkVlan::new(name, p.index, vid).build(),
+        )
+        .await
+    }
+
+    /// Creates the bond (or updates it while it is down: most bond options
+    /// can only change without slaves, Documentation/networking/bonding.rst).
+    pub async fn ensure_bond(&self, name: &str, s: &BondSettings) -> Result<(), RtnlError> {
+        let mut info = Vec::new();
+        if let Some(m) = s.mode {
+            info.push(InfoBond::Mode(m));
+        }
+        if let Some(v) = s.miimon {
+            info.push(InfoBond::MiiMon(v));
+        }
+        if let Some(v) = s.updelay {
+            info.push(InfoBond::UpDelay(v));
+        }
+        if let Some(v) = s.downdelay {
+            info.push(InfoBond::DownDelay(v));
+        }
+        if let Some(r) = s.lacp_rate {
+            info.push(InfoBond::AdLacpRate(r));
+        }
+        if let Some(p) = s.xmit_hash_policy {
+            info.push(InfoBond::XmitHashPolicy(p));
+        }
+        let existing = self.link(name).await?;
+        let msg = LinkBond::new(name)
+            .set_info_data(InfoData::Bond(info))
+            .build();
+        match existing {
+            None => self.add_link(name, "create bond", msg).await,
+            Some(l) if l.kind.as_deref() == Some("bond") => Ok(()),
+            Some(_) => Err(RtnlError::Link {
+                link: name.to_string(),
+                what: "create bond",
+                source: rtnetlink::Error::RequestFailed,
+            }),
+        }
+    }
+
+    /// Enslaves `member` to `bond`. The kernel wants bond members down
+    /// (bond_enslave() in drivers/net/bonding/bond_main.c).
+    pub async fn enslave(&self, member: &str, bond: &str) -> Result<(), RtnlError> {
+        let b = self.need(bond).await?;
+        let m = self.need(member).await?;
+        if m.controller == Some(b.index) {
+            return Ok(());
+        }
+        if m.up {
+            self.set_down(member).await?;
+        }
+        self.set(
+            member,
+            "enslave",
+            LinkUnspec::new_with_index(m.index)
+                .controller(b.index)
+                .build(),
+        )
+        .await
+    }
+
+    /// Addresses on a link as (address, prefix length).
+    pub async fn addresses(&self, name: &str) -> Result<Vec<(IpAddr, u8)>, RtnlError> {
+        let l = self.need(name).await?;
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(l.index)
+            .execute();
+        loop {
+            match s.try_next().await {
+                Ok(Some(msg)) => {
+                    for a in &msg.attributes {
+                        if let netlink_packet_route::address::AddressAttribute::Address(ip) = a {
+                            out.push((*ip, msg.header.prefix_len));
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(RtnlError::Link {
+                        link: name.to_string(),
+                        what: "list addresses",
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds an address; one that is already there is success.
+    pub async fn add_address(&self, name: &str, ip: IpAddr, prefix: u8) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        match self
+            .handle
+            .address()
+            .add(l.index, ip, prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(source) => Err(RtnlError::Link {
+                link: name.to_string(),
+                what: "add address",
+                source,
+            }),
+        }
+    }
+
+    /// Removes an address; one that is not there is success.
+    pub async fn del_address(&self, name: &str, ip: IpAddr, prefix: u8) -> Result<(), RtnlError> {
+        let l = self.need(name).await?;
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(l.index)
+            .set_address_filter(ip)
+            .set_prefix_length_filter(prefix)
+            .execute();
+        while let Some(msg) = s.try_next().await.map_err(|source| RtnlError::Link {
+            link: name.to_string(),
+            what: "find address",
+            source,
+        })? {
+            match self.handle.address().del(msg).execute().await {
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(99) || errno(&e) == Some(ENODEV) => {}
+                Err(source) => {
+                    return Err(RtnlError::Link {
+                        link: name.to_string(),
+                        what: "delete address",
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a route; one that is already there is success.
+    pub async fn add_route(&self, r: &RouteSpec) -> Result<(), RtnlError> {
+        let v6 = matches!(r.dest.map(|d| d.0), Some(IpAddr::V6(_)))
+            || matches!(r.gateway, Some(IpAddr::V6(_)));
+        let mut msg = if v6 {
+            let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new().output_interface(r.oif);
+            if let Some((IpAddr::V6(d), len)) = r.dest {
+                b = b.destination_prefix(d, len);
+            }
+            if let Some(IpAddr::V6(g)) = r.gateway {
+                b = b.gateway(g);
+            }
+            if let Some(IpAddr::V6(s)) = r.source {
+                b = b.pref_source(s);
+            }
+            if let Some(m) = r.metric {
+                b = b.priority(m);
+            }
+            b.build()
+        } else {
+            let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new().output_interface(r.oif);
+            if let Some((IpAddr::V4(d), len)) = r.dest {
+                b = b.destination_prefix(d, len);
+            }
+            if let Some(IpAddr::V4(g)) = r.gateway {
+                b = b.gateway(g);
+            }
+            if let Some(IpAddr::V4(s)) = r.source {
+                b = b.pref_source(s);
+            }
+            if let Some(m) = r.metric {
+                b = b.priority(m);
+            }
+            b.build()
+        };
+        if let Some(mtu) = r.mtu {
+            msg.attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+        }
+        debug_assert!(matches!(
+            msg.header.address_family,
+            AddressFamily::Inet | AddressFamily::Inet6
+        ));
+        match self.handle.route().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(source) => Err(RtnlError::Route {
+                route: r.to_string(),
+                source,
+            }),
+        }
+    }
+}
