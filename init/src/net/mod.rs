@@ -1,5 +1,8 @@
 //! Network links. Naming, selectors and configuration build on this.
 
+pub mod dhcp;
+pub mod dns;
+pub mod ipcfg;
 pub mod rtnl;
 
 use std::path::Path;
