@@ -21,6 +21,12 @@ commands:
   validate FILE           check a machine config (Talos v1alpha1) as the
                           node would read it; FILE `-` is stdin.
                           Exit 0 if valid, 1 if not (every error printed)
+  links [--sysfs DIR] [--ifnames 0|1]
+                          print every network link: kernel name, chosen
+                          predictable name, each candidate (onboard, slot,
+                          path, mac) and why, driver, busPath, pciID, MACs.
+                          DIR defaults to /sys; --ifnames defaults to
+                          net.ifnames in /proc/cmdline without --sysfs, else 1
   version                 print the version
   help                    print this help
 
@@ -74,6 +80,42 @@ fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
                 Some(file) => Ok(validate(&file)),
                 None => anyhow::bail!("validate: missing FILE\n\n{USAGE}"),
             }
+        }
+        "links" => {
+            let mut sysfs: Option<PathBuf> = None;
+            let mut ifnames: Option<bool> = None;
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("sysfs") => sysfs = Some(parser.value()?.into()),
+                    Long("ifnames") => {
+                        ifnames = Some(match parser.value()?.string()?.as_str() {
+                            "0" => false,
+                            "1" => true,
+                            other => anyhow::bail!("--ifnames: expected 0 or 1, got {other:?}"),
+                        })
+                    }
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            // Without --sysfs this is the running node: follow its command
+            // line, as the boot sequence does.
+            let ifnames = ifnames.unwrap_or_else(|| {
+                sysfs.is_some()
+                    || Cmdline::read(Path::new("/proc/cmdline"))
+                        .map(|c| c.get("net.ifnames") != Some("0"))
+                        .unwrap_or(true)
+            });
+            let root = sysfs.unwrap_or_else(|| PathBuf::from("/sys"));
+            let links = crate::net::sysfs::read_links(&root);
+            if links.is_empty() {
+                anyhow::bail!("no links under {}/class/net", root.display());
+            }
+            let text: Vec<String> = links
+                .iter()
+                .map(|l| crate::net::naming::describe(l, ifnames))
+                .collect();
+            print!("{}", text.join("\n"));
+            Ok(0)
         }
         "version" | "--version" => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));

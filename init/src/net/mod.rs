@@ -3,7 +3,10 @@
 pub mod dhcp;
 pub mod dns;
 pub mod ipcfg;
+pub mod naming;
 pub mod rtnl;
+pub mod selector;
+pub mod sysfs;
 
 use std::path::Path;
 
