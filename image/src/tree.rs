@@ -192,15 +192,7 @@ impl Tree {
         source: impl Into<PathBuf>,
         category: Category,
     ) -> Result<(), TreeError> {
-        let contents = Contents::HostFile(source.into());
-        self.add(
-            path,
-            Node::File {
-                perm,
-                contents,
-                category,
-            },
-        )
+        self.file(path, perm, Contents::HostFile(source.into()), category)
     }
 
     pub fn bytes(
@@ -210,7 +202,16 @@ impl Tree {
         bytes: impl Into<Vec<u8>>,
         category: Category,
     ) -> Result<(), TreeError> {
-        let contents = Contents::Bytes(bytes.into());
+        self.file(path, perm, Contents::Bytes(bytes.into()), category)
+    }
+
+    fn file(
+        &mut self,
+        path: impl AsRef<Path>,
+        perm: u32,
+        contents: Contents,
+        category: Category,
+    ) -> Result<(), TreeError> {
         self.add(
             path,
             Node::File {

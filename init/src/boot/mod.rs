@@ -184,7 +184,20 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
 
     // Phase: modules.
     let t = Phase::start("modules");
-    let detail = load_modules(&cmdline);
+    // The index is read once; the coldplug state carries over to the
+    // hotplug passes of the config loop.
+    let index = match ModuleIndex::load(&modules::index_dir()) {
+        Ok(i) => Some(Arc::new(i)),
+        Err(e) => {
+            log::error!("{e}; no modules will be loaded (is this the Keel initramfs?)");
+            None
+        }
+    };
+    let plug_state = Arc::new(std::sync::Mutex::new(coldplug::Coldplug::default()));
+    let detail = match &index {
+        Some(index) => load_modules(index, &mut lock(&plug_state), &cmdline),
+        None => "no module index".into(),
+    };
     t.done(&detail);
 
     // Phase: links (naming and configuration come with the network module).
@@ -230,7 +243,11 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
             let loaded = config::load::load_until_valid(
                 settings,
                 config::source::Env::default(),
-                move || hotplug_modules(&rescan_cmdline),
+                move || {
+                    if let Some(index) = &index {
+                        plug(index, &mut lock(&plug_state), &rescan_cmdline, "hotplug", 4);
+                    }
+                },
                 || crate::net::has_ipv4_route(Path::new("/proc")),
             )
             .await;
@@ -284,50 +301,45 @@ async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
-/// Loads modules for devices that appeared since boot (a hot-plugged config
-/// disk): the kernel does not load modules for new devices by itself, that
-/// is udev's job, which Keel does here.
-fn hotplug_modules(cmdline: &Cmdline) {
-    let Ok(index) = ModuleIndex::load(&modules::index_dir()) else {
-        return;
-    };
-    let sys = Path::new("/sys");
-    let mut loader = modules::Loader::new(&index, sys, Some(cmdline));
-    let report = coldplug::run(sys, &index, &mut loader, 4);
-    for (dev, e) in &report.failed {
-        log::error!("hotplug {} ({}): {e}", dev.path.display(), dev.modalias);
-    }
-    if !report.loaded.is_empty() {
-        log::info!("hotplug loaded: {}", report.loaded.join(" "));
-    }
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The state stays consistent even if a holder panicked mid-pass.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Coldplug with the image's module index; returns the phase summary.
-fn load_modules(cmdline: &Cmdline) -> String {
-    let dir = modules::index_dir();
-    let index = match ModuleIndex::load(&dir) {
-        Ok(i) => i,
-        Err(e) => {
-            log::error!("{e}; no modules will be loaded (is this the Keel initramfs?)");
-            return "no module index".into();
-        }
-    };
+/// One coldplug pass over devices not handled before, logging what it
+/// loaded and what failed. At boot it finds everything present; later
+/// passes (`what` = "hotplug") pick up devices that appeared since, such as
+/// a hot-plugged config disk: the kernel does not load modules for new
+/// devices by itself, that is udev's job, which Keel does here.
+fn plug(
+    index: &ModuleIndex,
+    state: &mut coldplug::Coldplug,
+    cmdline: &Cmdline,
+    what: &str,
+    max_rounds: usize,
+) -> coldplug::Report {
     let sys = Path::new("/sys");
-    let mut loader = modules::Loader::new(&index, sys, Some(cmdline));
-    let report = coldplug::run(sys, &index, &mut loader, 16);
+    let mut loader = modules::Loader::new(index, sys, Some(cmdline));
+    let report = state.run(sys, index, &mut loader, max_rounds);
     for (dev, e) in &report.failed {
-        log::error!("coldplug {} ({}): {e}", dev.path.display(), dev.modalias);
+        log::error!("{what} {} ({}): {e}", dev.path.display(), dev.modalias);
     }
     for dev in &report.no_module {
         log::debug!(
-            "coldplug: no module in the image for {} ({})",
+            "{what}: no module in the image for {} ({})",
             dev.path.display(),
             dev.modalias
         );
     }
     if !report.loaded.is_empty() {
-        log::info!("coldplug loaded: {}", report.loaded.join(" "));
+        log::info!("{what} loaded: {}", report.loaded.join(" "));
     }
+    report
+}
+
+/// Boot coldplug; returns the phase summary.
+fn load_modules(index: &ModuleIndex, state: &mut coldplug::Coldplug, cmdline: &Cmdline) -> String {
+    let report = plug(index, state, cmdline, "coldplug", 16);
     format!(
         "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds",
         report.loaded.len(),

@@ -68,42 +68,58 @@ pub struct Report {
     pub rounds: usize,
 }
 
-/// Coldplugs until no new device appears (at most `max_rounds`).
-pub fn run(sys_root: &Path, index: &ModuleIndex, loader: &mut Loader, max_rounds: usize) -> Report {
-    let mut report = Report::default();
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    let mut failed_modules: HashSet<String> = HashSet::new();
-    while report.rounds < max_rounds {
-        let fresh: Vec<Device> = scan(sys_root)
-            .into_iter()
-            .filter(|d| seen.insert(d.path.clone()))
-            .collect();
-        if fresh.is_empty() {
-            break;
-        }
-        report.rounds += 1;
-        for dev in fresh {
-            match index.resolve(&dev.modalias) {
-                Resolved::Modules(mods) => {
-                    for m in mods {
-                        if failed_modules.contains(&m) {
-                            continue;
-                        }
-                        match loader.load(&m) {
-                            Ok(new) => report.loaded.extend(new),
-                            Err(e) => {
-                                failed_modules.insert(m);
-                                report.failed.push((dev.clone(), e));
+/// Coldplug state kept across passes: devices already handled and modules
+/// that failed, so a later pass (hotplug) neither redoes the work nor
+/// repeats the same error every few seconds.
+#[derive(Debug, Default)]
+pub struct Coldplug {
+    seen: HashSet<PathBuf>,
+    failed_modules: HashSet<String>,
+}
+
+impl Coldplug {
+    /// Handles devices not seen before, repeating until a round finds no
+    /// new device (at most `max_rounds`).
+    pub fn run(
+        &mut self,
+        sys_root: &Path,
+        index: &ModuleIndex,
+        loader: &mut Loader,
+        max_rounds: usize,
+    ) -> Report {
+        let mut report = Report::default();
+        while report.rounds < max_rounds {
+            let fresh: Vec<Device> = scan(sys_root)
+                .into_iter()
+                .filter(|d| self.seen.insert(d.path.clone()))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            report.rounds += 1;
+            for dev in fresh {
+                match index.resolve(&dev.modalias) {
+                    Resolved::Modules(mods) => {
+                        for m in mods {
+                            if self.failed_modules.contains(&m) {
+                                continue;
+                            }
+                            match loader.load(&m) {
+                                Ok(new) => report.loaded.extend(new),
+                                Err(e) => {
+                                    self.failed_modules.insert(m);
+                                    report.failed.push((dev.clone(), e));
+                                }
                             }
                         }
                     }
+                    Resolved::Builtin(_) => {}
+                    Resolved::Unknown => report.no_module.push(dev),
                 }
-                Resolved::Builtin(_) => {}
-                Resolved::Unknown => report.no_module.push(dev),
             }
         }
+        report
     }
-    report
 }
 
 #[cfg(test)]

@@ -91,21 +91,13 @@ fn main() -> anyhow::Result<()> {
         median(&mut rss)
     );
     println!("  init binary                   {:>8} bytes", size(init));
-    println!(
-        "  initramfs (none)              {:>8} bytes",
-        size(build.join("initramfs.cpio"))
-    );
-    println!(
-        "  initramfs (zstd)              {:>8} bytes",
-        size(build.join("initramfs.cpio.zst"))
-    );
-    println!(
-        "  vmlinux                       {:>8} bytes",
-        size(build.join("vmlinux"))
-    );
-    println!(
-        "  vmlinuz                       {:>8} bytes",
-        size(build.join("vmlinuz"))
-    );
+    for (label, file) in [
+        ("initramfs (none)", "initramfs.cpio"),
+        ("initramfs (zstd)", "initramfs.cpio.zst"),
+        ("vmlinux", "vmlinux"),
+        ("vmlinuz", "vmlinuz"),
+    ] {
+        println!("  {label:<29} {:>8} bytes", size(build.join(file)));
+    }
     Ok(())
 }
