@@ -1,9 +1,12 @@
 //! Network links. Naming, selectors and configuration build on this.
 
+pub mod apply;
 pub mod dhcp;
 pub mod dns;
 pub mod ipcfg;
 pub mod naming;
+pub mod plan;
+pub mod rename;
 pub mod rtnl;
 pub mod selector;
 pub mod sysfs;

@@ -1,0 +1,292 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::cmdline::Cmdline;
+use crate::net::ipcfg;
+use crate::net::sysfs::{DeviceFacts, PciFacts};
+
+fn nic(name: &str, mac: &str, bus: &str) -> LinkFacts {
+    LinkFacts {
+        name: name.into(),
+        arphrd: 1,
+        address: Some(mac.into()),
+        addr_assign_type: Some(0),
+        permanent_addr: Some(mac.into()),
+        device: Some(DeviceFacts {
+            driver: Some("virtio_net".into()),
+            bus_path: bus.into(),
+            pci: Some(PciFacts {
+                slot_name: bus.into(),
+                direct: true,
+                id: Some("1AF4:1000".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Two NICs renamed to predictable names, kernel names as altnames.
+fn inventory() -> Inventory {
+    let mut inv = Inventory {
+        links: vec![
+            nic("enp0s2", "52:54:00:00:00:02", "0000:00:02.0"),
+            nic("enp0s3", "52:54:00:00:00:03", "0000:00:03.0"),
+        ],
+        ..Default::default()
+    };
+    inv.alt_names.insert("enp0s2".into(), vec!["eth0".into()]);
+    inv.alt_names.insert("enp0s3".into(), vec!["eth1".into()]);
+    inv
+}
+
+fn config(interfaces: &str) -> Config {
+    let text = format!(
+        "version: v1alpha1\nmachine:\n  type: worker\n  network:\n    interfaces:\n{}",
+        interfaces
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    );
+    match crate::config::parse(&text) {
+        Ok(p) => p.config,
+        Err(e) => panic!("{text}\n{e}"),
+    }
+}
+
+fn params(cmdline: &str) -> NetParams {
+    let (p, errs) = ipcfg::parse_lenient(&Cmdline::parse(cmdline));
+    assert!(errs.is_empty(), "{errs:?}");
+    p
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A compact view of a plan: `name: addrs | routes | dhcp | create`.
+fn summary(p: &Plan) -> Vec<String> {
+    p.links
+        .iter()
+        .map(|l| {
+            let mut parts = vec![l.name.clone()];
+            for (a, len) in &l.addresses {
+                parts.push(format!("{a}/{len}"));
+            }
+            for r in &l.routes {
+                let dest = r.dest.map_or("default".into(), |(a, n)| format!("{a}/{n}"));
+                let via = r.gateway.map_or(String::new(), |g| format!(" via {g}"));
+                parts.push(format!("{dest}{via} metric {}", r.metric));
+            }
+            if let Some(m) = l.mtu {
+                parts.push(format!("mtu {m}"));
+            }
+            if let Some(d) = l.dhcp {
+                parts.push(format!("dhcp metric {}", d.route_metric));
+            }
+            match &l.create {
+                Some(Create::Dummy) => parts.push("dummy".into()),
+                Some(Create::Vlan { parent, id }) => parts.push(format!("vlan {id} on {parent}")),
+                Some(Create::Bond {
+                    members, primary, ..
+                }) => parts.push(format!(
+                    "bond [{}] primary {}",
+                    members.join(" "),
+                    primary.as_deref().unwrap_or("-")
+                )),
+                None => {}
+            }
+            parts.join(" | ")
+        })
+        .collect()
+}
+
+#[test]
+fn plan_table() {
+    struct Case {
+        what: &'static str,
+        config: Option<&'static str>,
+        cmdline: &'static str,
+        want: &'static [&'static str],
+        problems: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            what: "no config: DHCP on every physical link",
+            config: None,
+            cmdline: "",
+            want: &["enp0s2 | dhcp metric 1024", "enp0s3 | dhcp metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "no config, one link ignored on the command line (by kernel name)",
+            config: None,
+            cmdline: "keel.network.interface.ignore=eth1",
+            want: &["enp0s2 | dhcp metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "ip= static on a device by kernel name, gateway becomes default route",
+            config: None,
+            cmdline: "ip=10.0.0.5::10.0.0.1:255.255.255.0:node:eth0:off",
+            want: &["enp0s2 | 10.0.0.5/24 | default via 10.0.0.1 metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "ip=dhcp without device: all physical links",
+            config: None,
+            cmdline: "ip=dhcp",
+            want: &["enp0s2 | dhcp metric 1024", "enp0s3 | dhcp metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "ip= static without device: first physical link only",
+            config: None,
+            cmdline: "ip=10.0.0.5:::255.255.255.0:::off",
+            want: &["enp0s2 | 10.0.0.5/24"],
+            problems: &[],
+        },
+        Case {
+            what: "config wins over ip= for the same link; ip= keeps the other",
+            config: Some("- interface: enp0s2\n  addresses: [192.168.1.2/24]"),
+            cmdline: "ip=eth0:dhcp ip=eth1:dhcp",
+            want: &["enp0s2 | 192.168.1.2/24", "enp0s3 | dhcp metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "config with interfaces: no DHCP fallback on the other link",
+            config: Some("- interface: eth1\n  addresses: [192.168.1.3/24]\n  mtu: 9000"),
+            cmdline: "",
+            want: &["enp0s3 | 192.168.1.3/24 | mtu 9000"],
+            problems: &[],
+        },
+        Case {
+            what: "repeated entries for one link are merged; legacy cidr; routes and metrics",
+            config: Some(
+                "- interface: enp0s2\n  addresses: [10.1.0.2/24]\n  routes:\n    - network: 0.0.0.0/0\n      gateway: 10.1.0.1\n- interface: enp0s2\n  cidr: 10.2.0.2/16\n  routes:\n    - network: 10.9.0.0/16\n      gateway: 10.2.0.1\n      metric: 50",
+            ),
+            cmdline: "",
+            want: &["enp0s2 | 10.1.0.2/24 | 10.2.0.2/16 | default via 10.1.0.1 metric 1024 | 10.9.0.0/16 via 10.2.0.1 metric 50"],
+            problems: &[],
+        },
+        Case {
+            what: "selector by MAC, DHCP with route metric",
+            config: Some(
+                "- deviceSelector:\n    hardwareAddr: 52:54:00:00:00:03\n  dhcp: true\n  dhcpOptions:\n    routeMetric: 7",
+            ),
+            cmdline: "",
+            want: &["enp0s3 | dhcp metric 7"],
+            problems: &[],
+        },
+        Case {
+            what: "selector matching two links is an error and configures nothing",
+            config: Some("- deviceSelector:\n    driver: virtio*\n  addresses: [10.0.0.9/24]"),
+            cmdline: "",
+            want: &[],
+            problems: &["machine.network.interfaces (deviceSelector{driver: virtio*}): matches 2 links (enp0s2, enp0s3), expected exactly one; not configuring it"],
+        },
+        Case {
+            what: "selector matching nothing waits",
+            config: Some("- deviceSelector:\n    hardwareAddr: 52:54:00:00:00:99\n  addresses: [10.0.0.9/24]"),
+            cmdline: "",
+            want: &[],
+            problems: &["machine.network.interfaces (deviceSelector{hardwareAddr: 52:54:00:00:00:99}): waiting for a matching link to appear"],
+        },
+        Case {
+            what: "named link that does not exist waits",
+            config: Some("- interface: eth7\n  dhcp: true"),
+            cmdline: "",
+            want: &[],
+            problems: &["machine.network.interfaces (interface eth7): waiting for link eth7 to appear"],
+        },
+        Case {
+            what: "ignore: true leaves the link alone, even from ip=",
+            config: Some("- interface: eth0\n  ignore: true"),
+            cmdline: "ip=dhcp",
+            want: &["enp0s3 | dhcp metric 1024"],
+            problems: &[],
+        },
+        Case {
+            what: "VLANs after their parent, long names shortened",
+            config: Some(
+                "- interface: enp0s2\n  vlans:\n    - vlanId: 100\n      addresses: [10.100.0.2/24]\n    - vlanId: 4094\n      dhcp: true",
+            ),
+            cmdline: "",
+            want: &[
+                "enp0s2",
+                "enp0s2.100 | 10.100.0.2/24 | vlan 100 on enp0s2",
+                "enp0s2.4094 | dhcp metric 1024 | vlan 4094 on enp0s2",
+            ],
+            problems: &[],
+        },
+        Case {
+            what: "bond over named and selected members, dummy link",
+            config: Some(
+                "- interface: bond0\n  addresses: [10.3.0.2/24]\n  bond:\n    mode: active-backup\n    miimon: 100\n    primary: eth0\n    interfaces: [eth0]\n    deviceSelectors:\n      - hardwareAddr: 52:54:00:00:00:03\n- interface: dummy0\n  dummy: true\n  addresses: [169.254.1.1/32]",
+            ),
+            cmdline: "",
+            want: &[
+                "dummy0 | 169.254.1.1/32 | dummy",
+                "bond0 | 10.3.0.2/24 | bond [enp0s2 enp0s3] primary enp0s2",
+            ],
+            problems: &[],
+        },
+        Case {
+            what: "vlan= on the command line with ip= for it",
+            config: None,
+            cmdline: "vlan=eth0.5:eth0 ip=10.5.0.2::10.5.0.1:24::eth0.5:off",
+            want: &["eth0.5 | 10.5.0.2/24 | default via 10.5.0.1 metric 1024 | vlan 5 on enp0s2"],
+            problems: &[],
+        },
+    ];
+    let inv = inventory();
+    for c in cases {
+        let cfg = c.config.map(config);
+        let p = plan(cfg.as_ref(), &params(c.cmdline), &inv);
+        assert_eq!(summary(&p), c.want, "{}", c.what);
+        let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems, c.problems, "{}", c.what);
+    }
+}
+
+#[test]
+fn ignored_links_are_listed() {
+    let p = plan(
+        Some(&config("- interface: eth1\n  ignore: true")),
+        &params("keel.network.interface.ignore=enp0s2"),
+        &inventory(),
+    );
+    assert_eq!(p.ignored, ["enp0s2", "enp0s3"]);
+    assert!(p.links.is_empty());
+}
+
+#[test]
+fn vlan_names() {
+    let cases = [
+        ("eth0", 5, "eth0.5"),
+        ("enp0s2", 4094, "enp0s2.4094"),
+        ("enp129s0f1", 100, "enp129s0f1.100"),
+        ("enp129s0f1np0", 100, "enp129sf64a.100"),
+        ("enP1p129s0f1", 4094, "enP1p16b33.4094"),
+    ];
+    for (parent, vid, want) in cases {
+        let got = vlan_name(parent, vid);
+        assert!(got.len() <= IFNAME_MAX, "{got}");
+        assert_eq!(got, want, "{parent}.{vid}");
+    }
+    // Same prefix, different parents: different names.
+    assert_ne!(
+        vlan_name("enp129s0f1np0", 100),
+        vlan_name("enp129s0f1np1", 100)
+    );
+    let _ = ip("10.0.0.1");
+}
+
+#[test]
+fn inventory_finds_by_alt_name() {
+    let inv = inventory();
+    assert_eq!(inv.find("eth1").map(|l| l.name.as_str()), Some("enp0s3"));
+    assert_eq!(inv.find("enp0s2").map(|l| l.name.as_str()), Some("enp0s2"));
+    assert!(inv.find("eth9").is_none());
+}
