@@ -19,6 +19,7 @@ use rtnetlink::{Handle, LinkBond, LinkDummy, LinkUnspec, LinkVlan, RouteMessageB
 /// errno values rtnetlink errors carry (negated in the netlink message).
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
+const EBUSY: i32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtnlError {
@@ -170,13 +171,16 @@ impl Rtnl {
         Ok(Rtnl { handle })
     }
 
+    /// Every link. A dump that raced with a change (a link renamed or
+    /// created meanwhile) ends in EBUSY (netlink's NLM_F_DUMP_INTR,
+    /// see netlink(7) and rtnl_dump_ifinfo() in net/core/rtnetlink.c) and
+    /// is simply retried.
     pub async fn links(&self) -> Result<Vec<Link>, RtnlError> {
-        let mut out = Vec::new();
-        let mut s = self.handle.link().get().execute();
+        let mut attempt = 0;
         loop {
-            match s.try_next().await {
-                Ok(Some(msg)) => out.push(link_from(&msg)),
-                Ok(None) => break,
+            attempt += 1;
+            match self.links_once().await {
+                Err(source) if errno(&source) == Some(EBUSY) && attempt < 5 => continue,
                 Err(source) => {
                     return Err(RtnlError::Link {
                         link: "*".into(),
@@ -184,7 +188,16 @@ impl Rtnl {
                         source,
                     })
                 }
+                Ok(out) => return Ok(out),
             }
+        }
+    }
+
+    async fn links_once(&self) -> Result<Vec<Link>, rtnetlink::Error> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(msg) = s.try_next().await? {
+            out.push(link_from(&msg));
         }
         Ok(out)
     }
@@ -512,6 +525,52 @@ impl Rtnl {
         match self.handle.route().add(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_exists(&e) => Ok(()),
+            Err(source) => Err(RtnlError::Route {
+                route: r.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Removes a route that [`Rtnl::add_route`] added, identified by
+    /// destination, gateway, metric and output link (the keys the kernel
+    /// matches in fib_table_delete()); one that is not there (ESRCH, e.g.
+    /// removed with its link or its source address) is success.
+    pub async fn del_route(&self, r: &RouteSpec) -> Result<(), RtnlError> {
+        const ESRCH: i32 = 3;
+        let msg = match (r.dest, r.gateway) {
+            (Some((IpAddr::V6(_), _)), _) | (None, Some(IpAddr::V6(_))) => {
+                let mut b =
+                    RouteMessageBuilder::<std::net::Ipv6Addr>::new().output_interface(r.oif);
+                if let Some((IpAddr::V6(d), len)) = r.dest {
+                    b = b.destination_prefix(d, len);
+                }
+                if let Some(IpAddr::V6(g)) = r.gateway {
+                    b = b.gateway(g);
+                }
+                if let Some(m) = r.metric {
+                    b = b.priority(m);
+                }
+                b.build()
+            }
+            _ => {
+                let mut b =
+                    RouteMessageBuilder::<std::net::Ipv4Addr>::new().output_interface(r.oif);
+                if let Some((IpAddr::V4(d), len)) = r.dest {
+                    b = b.destination_prefix(d, len);
+                }
+                if let Some(IpAddr::V4(g)) = r.gateway {
+                    b = b.gateway(g);
+                }
+                if let Some(m) = r.metric {
+                    b = b.priority(m);
+                }
+                b.build()
+            }
+        };
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(ESRCH) || errno(&e) == Some(ENODEV) => Ok(()),
             Err(source) => Err(RtnlError::Route {
                 route: r.to_string(),
                 source,

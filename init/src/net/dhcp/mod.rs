@@ -1,8 +1,10 @@
 //! DHCPv4 client core (RFC 2131, options from RFC 2132 and RFC 3442), as
 //! pure code: [`codec`] turns bytes into [`Packet`]s and back, [`lease`]
-//! reads the options into a [`Lease`], [`client`] is the state machine. The
-//! caller owns the socket, the clock and the event loop, and applies the
-//! [`Action`]s (send, apply lease, expire lease).
+//! reads the options into a [`Lease`], [`client`] is the state machine.
+//! [`socket`] is the transport (a packet socket and a UDP socket per link)
+//! and [`runner`] the event loop that drives a [`Client`] with it and
+//! carries out its [`Action`]s (send, apply lease, expire lease) through
+//! rtnetlink.
 //!
 //! # Why hand-written, not `dhcproto` or `mozim`
 //!
@@ -26,7 +28,11 @@
 pub mod client;
 pub mod codec;
 pub mod lease;
+pub mod runner;
+pub mod socket;
 
 pub use client::{Action, Client, ClientConfig, Dest, Ignored, StateKind};
 pub use codec::{CodecError, MessageType, Packet};
 pub use lease::{Lease, LeaseError, Route};
+pub use runner::{run, run_until, DhcpEvent, RunLink, RunOptions, DEFAULT_ROUTE_METRIC};
+pub use socket::{SocketError, Transport};
