@@ -12,6 +12,7 @@ pub mod modules;
 pub mod net;
 pub mod shutdown;
 pub mod supervise;
+pub mod uevent;
 
 use std::ffi::OsString;
 use std::path::Path;
