@@ -4,6 +4,7 @@
 //! `keel: ready in N ms`. Nothing here may return or panic on bad input:
 //! errors are logged and boot goes on.
 
+pub mod hotplug;
 pub mod kmsg;
 pub mod mounts;
 pub mod panic;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use crate::cmdline::Cmdline;
 use crate::config::{self, source::SourceSettings};
 use crate::modules::{self, coldplug, ModuleIndex};
+use crate::net::manager::{Event as NetEvent, Manager};
+use crate::net::rtnl::Rtnl;
 use crate::shutdown::{self, button, Trigger};
 use crate::supervise::Reaper;
 
@@ -156,6 +159,7 @@ fn idle_forever() -> ! {
 }
 
 async fn pid1_main(cmdline: Cmdline, started: Instant) {
+    let cmdline = Arc::new(cmdline);
     // Handlers first, so a signal during the (blocking) boot phases is
     // queued rather than lost: signals with the default action are dropped
     // for PID 1 (signal(7), "init" protection in kernel/signal.c).
@@ -182,6 +186,30 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         log::warn!("cannot set /proc/sys/kernel/modprobe: {e}");
     }
 
+    // Proxy settings and the like from keel.environment= apply to PID 1
+    // and everything it starts. Set now, while PID 1 is still one thread
+    // (setenv is not thread-safe against concurrent getenv).
+    let settings = match SourceSettings::from_cmdline(&cmdline) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}; ignoring the config parameters, looking for a config partition only");
+            SourceSettings::default()
+        }
+    };
+    for (k, v) in &settings.environment {
+        std::env::set_var(k, v);
+    }
+
+    // Opened before modules load, so links and devices that appear from
+    // here on are not missed: the socket queues their uevents.
+    let uevents = match crate::uevent::UeventSocket::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("{e}; hotplugged devices and links will not be handled");
+            None
+        }
+    };
+
     // Phase: modules.
     let t = Phase::start("modules");
     // The index is read once; the coldplug state carries over to the
@@ -200,10 +228,53 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
     };
     t.done(&detail);
 
-    // Phase: links (naming and configuration come with the network module).
+    // Phase: links. Name them, configure what the command line and (before
+    // any config) DHCP ask for; the manager then serves config and hotplug.
     let t = Phase::start("links");
-    let links = crate::net::link_names(Path::new("/sys"));
-    t.done(&format!("links: {}", links.join(" ")));
+    let (net_tx, net_rx) = mpsc::unbounded_channel::<NetEvent>();
+    let net_changed = Arc::new(tokio::sync::Notify::new());
+    match Rtnl::connect() {
+        Ok(rtnl) => {
+            let (params, errors) = crate::net::ipcfg::parse_lenient(&cmdline);
+            for e in errors {
+                log::error!("{e}; ignoring it");
+            }
+            let net_settings = crate::net::manager::Settings {
+                sys_root: "/sys".into(),
+                etc_root: "/etc".into(),
+                ifnames: cmdline.get("net.ifnames") != Some("0"),
+                params,
+                set_kernel_hostname: true,
+            };
+            let (mut manager, mut status) = Manager::new(rtnl, net_settings);
+            let summary = manager.start().await;
+            t.done(&summary);
+            tokio::spawn(manager.run(net_rx));
+            let wake = net_changed.clone();
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    wake.notify_one();
+                }
+            });
+        }
+        Err(e) => {
+            t.done(&format!("{e}; the network stays unconfigured"));
+        }
+    }
+    if let (Some(socket), Some(index)) = (uevents, index.clone()) {
+        let plug_state = plug_state.clone();
+        let plug_cmdline = cmdline.clone();
+        let plug_fn = Arc::new(move || {
+            plug(
+                index.as_ref(),
+                &mut lock(&plug_state),
+                &plug_cmdline,
+                "hotplug",
+                4,
+            );
+        });
+        tokio::spawn(hotplug::run(socket, plug_fn, net_tx.clone()));
+    }
 
     let (tx, mut triggers) = mpsc::unbounded_channel::<Trigger>();
     // Held for the life of PID 1 so the channel never closes, which would
@@ -220,21 +291,6 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         });
     }
 
-    // Proxy settings and the like from keel.environment= apply to PID 1
-    // and everything it starts. Set now, while PID 1 is still one thread
-    // (setenv is not thread-safe against concurrent getenv).
-    let settings = match SourceSettings::from_cmdline(&cmdline) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("{e}; ignoring the config parameters, looking for a config partition only");
-            SourceSettings::default()
-        }
-    };
-    for (k, v) in &settings.environment {
-        std::env::set_var(k, v);
-    }
-
-    let cmdline = Arc::new(cmdline);
     let boot_rest = {
         let cmdline = cmdline.clone();
         async move {
@@ -249,12 +305,14 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                     }
                 },
                 || crate::net::has_ipv4_route(Path::new("/proc")),
+                net_changed,
             )
             .await;
             match &loaded {
                 Some(l) => {
                     t.done(&format!("loaded from {}", l.origin));
                     log::info!("config: {}", l.config.summary());
+                    let _ = net_tx.send(NetEvent::Config(l.config.clone()));
                 }
                 None => t.done("no config (keel.config=none)"),
             }

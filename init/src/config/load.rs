@@ -70,12 +70,15 @@ impl Reporter {
 /// (`keel.config=none`). `rescan` runs before every pass: it coldplugs
 /// devices that appeared since (a hot-plugged config disk needs its block
 /// driver loaded before its label can be read). `url_ready` says whether a
-/// link has a usable address for the URL source.
+/// link has a usable address for the URL source. `wake` cuts a retry delay
+/// short: the network manager signals it when links or leases change, so
+/// the URL is tried as soon as DHCP has an address, not seconds later.
 pub async fn load_until_valid<R, U>(
     settings: SourceSettings,
     env: Env,
     rescan: R,
     url_ready: U,
+    wake: Arc<tokio::sync::Notify>,
 ) -> Option<Loaded>
 where
     R: Fn() + Send + Sync + Clone + 'static,
@@ -167,6 +170,9 @@ where
         } else {
             delay.min(LOCAL_POLL_CAP)
         };
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = wake.notified() => {}
+        }
     }
 }

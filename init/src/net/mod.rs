@@ -3,7 +3,9 @@
 pub mod apply;
 pub mod dhcp;
 pub mod dns;
+pub mod ethtool;
 pub mod ipcfg;
+pub mod manager;
 pub mod naming;
 pub mod plan;
 pub mod rename;

@@ -165,6 +165,28 @@ pub fn candidates(facts: &LinkFacts) -> NameCandidates {
     c
 }
 
+/// One console line per link at boot: the name it gets and the facts
+/// selectors see (the full reasoning is `keel links`, or `keel.log=debug`).
+pub fn summary_line(facts: &LinkFacts, ifnames: bool) -> String {
+    let c = candidates(facts);
+    let target = match (&c.chosen, ifnames) {
+        (Some(n), true) if *n != facts.name => format!(" → {n}"),
+        (Some(n), false) => format!(" (net.ifnames=0; would be {n})"),
+        _ => String::new(),
+    };
+    let others: Vec<String> = c.all().map(|(k, v)| format!("{k} {v}")).collect();
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+    format!(
+        "link {}{target}: candidates [{}], driver {}, busPath {}, pciID {}, hardwareAddr {}",
+        facts.name,
+        others.join(", "),
+        dash(facts.driver()),
+        dash(facts.bus_path()),
+        dash(facts.pci_id()),
+        dash(facts.address.as_deref()),
+    )
+}
+
 /// The operator's view of one link for `keel links`: the names, why, and
 /// what device selectors would see.
 pub fn describe(facts: &LinkFacts, ifnames: bool) -> String {

@@ -4,7 +4,10 @@
 //! must match (AND); string fields are shell globs over the whole value;
 //! MAC addresses are compared lowercase with colons; `physical: true`
 //! selects Ethernet links backed by a device that are no bond, bridge,
-//! VLAN, veth or other link kind. Selecting picks links, it does not apply
+//! VLAN, veth or other link kind. Without `physical`, links of a kind are
+//! not selected either (Keel's rule: a bond or VLAN shares its member's or
+//! parent's MAC and must not make a `hardwareAddr` selector ambiguous);
+//! `physical: false` selects them. Selecting picks links, it does not apply
 //! anything: a selector that matches nothing waits for hotplug, one that
 //! matches several links is an error for that config entry (a VIP must
 //! never land on two links).
@@ -98,7 +101,14 @@ pub fn matches(sel: &DeviceSelector, link: &LinkFacts) -> bool {
             .driver
             .as_ref()
             .is_none_or(|g| glob(g.as_str(), link.driver(), OPTS))
-        && sel.physical.is_none_or(|p| p == link.is_physical())
+        && match sel.physical {
+            Some(p) => p == link.is_physical(),
+            // Without `physical`, links of a kind (bond, VLAN, bridge,
+            // veth...) are never selected: a bond and a VLAN carry their
+            // member's or parent's MAC, so a `hardwareAddr` selector would
+            // otherwise match two links as soon as Keel created one.
+            None => link.kind.is_none(),
+        }
 }
 
 #[cfg(test)]
@@ -194,7 +204,9 @@ mod tests {
             ("busPath: '0000:00:*'", &["eth0", "eth1"]),
             ("busPath: '00:03.0'", &[]),
             ("busPath: '*:03.0'", &["eth0"]),
-            ("hardwareAddr: '52:54:*'", &["eth0", "eth1", "bond0"]),
+            // bond0 carries eth0's MAC but has a kind: not selected
+            // unless `physical: false` asks for virtual links.
+            ("hardwareAddr: '52:54:*'", &["eth0", "eth1"]),
             ("driver: virtio*", &["eth0", "eth1"]),
             ("driver: virtio", &[]),
             ("driver: 'ig?'", &["eth2"]),

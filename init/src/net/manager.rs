@@ -1,0 +1,503 @@
+//! The network task of PID 1: names links, plans and applies their
+//! configuration, runs a DHCP client per link that wants one, and keeps
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (and the kernel's
+//! hostname) in step with the config and the leases.
+//!
+//! It starts before any machine config exists (so DHCP can bring up the
+//! network a config URL needs) and re-plans whenever something changes: the
+//! config arrives, a link appears or goes (hotplug, from uevents), a lease
+//! is granted or lost. Re-planning is cheap and applying is idempotent, so
+//! "apply the whole plan again" is the one code path for every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::dhcp::runner::{self, DhcpEvent, RunLink, RunOptions};
+use super::dhcp::Lease;
+use super::dns::{self, HostEntry, Hostname, Resolver};
+use super::ipcfg::NetParams;
+use super::plan::{self, Inventory, Plan, Problem};
+use super::rtnl::Rtnl;
+use super::{apply, naming, rename, sysfs};
+use crate::config::Config;
+
+/// Where the manager reads and writes, and the command line's say.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sys_root: PathBuf,
+    /// Where `hostname`, `hosts` and `resolv.conf` are written (`/etc`).
+    pub etc_root: PathBuf,
+    /// False for `net.ifnames=0`.
+    pub ifnames: bool,
+    pub params: NetParams,
+    /// Call sethostname(2) (PID 1 does; tests in a namespace do not).
+    pub set_kernel_hostname: bool,
+}
+
+/// What the manager is told.
+#[derive(Debug)]
+pub enum Event {
+    /// A machine config was loaded.
+    Config(Arc<Config>),
+    /// A network link appeared (uevent `add`, subsystem `net`).
+    LinkAdded(String),
+    /// A network link went away.
+    LinkRemoved(String),
+}
+
+/// What the manager publishes (for the VIP loop and the status API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Every planned link exists, is configured, and every DHCP link holds
+    /// a lease.
+    pub configured: bool,
+    /// Current DHCP leases by link.
+    pub leases: BTreeMap<String, Lease>,
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    /// Asks the runner to release its lease and undo what it applied.
+    stop: tokio::sync::oneshot::Sender<()>,
+    route_metric: u32,
+}
+
+pub struct Manager {
+    rtnl: Rtnl,
+    settings: Settings,
+    config: Option<Arc<Config>>,
+    dhcp: BTreeMap<String, Running>,
+    leases: BTreeMap<String, Lease>,
+    dhcp_tx: mpsc::UnboundedSender<DhcpEvent>,
+    dhcp_rx: mpsc::UnboundedReceiver<DhcpEvent>,
+    /// Problems and errors already logged, so a waiting selector is logged
+    /// once, not on every re-plan.
+    reported: BTreeSet<String>,
+    status: watch::Sender<Status>,
+    /// When the current work began (start, or the config's arrival), for
+    /// the "configured in N ms" line.
+    since: Instant,
+    announced: bool,
+    last_plan: Plan,
+    hostname: Option<String>,
+}
+
+impl Manager {
+    pub fn new(rtnl: Rtnl, settings: Settings) -> (Manager, watch::Receiver<Status>) {
+        let (dhcp_tx, dhcp_rx) = mpsc::unbounded_channel();
+        let (status, rx) = watch::channel(Status::default());
+        let m = Manager {
+            rtnl,
+            settings,
+            config: None,
+            dhcp: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            dhcp_tx,
+            dhcp_rx,
+            reported: BTreeSet::new(),
+            status,
+            since: Instant::now(),
+            announced: false,
+            last_plan: Plan::default(),
+            hostname: None,
+        };
+        (m, rx)
+    }
+
+    /// Names every link and applies the plan once: the boot's "links"
+    /// phase. Returns a one-line summary.
+    pub async fn start(&mut self) -> String {
+        let links = sysfs::read_links(&self.settings.sys_root);
+        for l in links.iter().filter(|l| l.device.is_some()) {
+            log::info!(
+                "network: {}",
+                naming::summary_line(l, self.settings.ifnames)
+            );
+            log::debug!("{}", naming::describe(l, self.settings.ifnames));
+        }
+        self.name(&links).await;
+        self.reconcile().await;
+        self.write_files();
+        let p = &self.last_plan;
+        let dhcp = p.links.iter().filter(|l| l.dhcp.is_some()).count();
+        format!(
+            "{} links, {} configured ({} static, {} DHCP), {} ignored",
+            links.len(),
+            p.links.len(),
+            p.links.len() - dhcp,
+            dhcp,
+            p.ignored.len()
+        )
+    }
+
+    /// Serves events until the sender goes away (never, in PID 1).
+    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev).await,
+                    None => return,
+                },
+                Some(ev) = self.dhcp_rx.recv() => self.on_dhcp(ev).await,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Config(c) => {
+                self.config = Some(c);
+                self.since = Instant::now();
+                self.announced = false;
+            }
+            Event::LinkAdded(name) => match sysfs::read_link(&self.settings.sys_root, &name) {
+                Ok(facts) => {
+                    // Links Keel creates (VLAN, bond, dummy) appear too;
+                    // only hardware is news for the console.
+                    let line = naming::summary_line(&facts, self.settings.ifnames);
+                    if facts.device.is_some() {
+                        log::info!("network: appeared: {line}");
+                    } else {
+                        log::debug!("network: appeared: {line}");
+                    }
+                    self.name(std::slice::from_ref(&facts)).await;
+                }
+                // Most likely a kernel name Keel has renamed since: the
+                // uevent was queued before the rename.
+                Err(sysfs::SysfsError::NoLink { .. }) => {
+                    log::debug!("network: link {name} appeared and is gone or renamed")
+                }
+                Err(e) => log::warn!("network: link {name} appeared but {e}"),
+            },
+            Event::LinkRemoved(name) => {
+                log::info!("network: link {name} went away");
+                if let Some(r) = self.dhcp.remove(&name) {
+                    r.task.abort();
+                }
+                self.leases.remove(&name);
+            }
+        }
+        self.reconcile().await;
+        self.write_files();
+    }
+
+    async fn on_dhcp(&mut self, ev: DhcpEvent) {
+        match ev {
+            DhcpEvent::Bound { link, lease } => {
+                self.leases.insert(link, lease);
+            }
+            DhcpEvent::Lost { link } => {
+                self.leases.remove(&link);
+            }
+        }
+        self.write_files();
+        self.publish();
+    }
+
+    async fn name(&mut self, links: &[sysfs::LinkFacts]) {
+        let (lines, errors) = rename::apply(&self.rtnl, links, self.settings.ifnames).await;
+        for l in lines {
+            log::info!("network: {l}");
+        }
+        for e in errors {
+            log::error!("network: {e}");
+        }
+    }
+
+    /// The links as they are now: sysfs facts, ethtool's permanent
+    /// addresses, rtnetlink's alternative names.
+    async fn inventory(&self) -> Inventory {
+        let mut links = sysfs::read_links(&self.settings.sys_root);
+        super::ethtool::fill_permanent_addrs(&mut links);
+        let mut alt_names = BTreeMap::new();
+        match self.rtnl.links().await {
+            Ok(ls) => {
+                for l in ls {
+                    alt_names.insert(l.name, l.alt_names);
+                }
+            }
+            Err(e) => log::error!("network: {e}"),
+        }
+        Inventory { links, alt_names }
+    }
+
+    async fn reconcile(&mut self) {
+        let inv = self.inventory().await;
+        let plan = plan::plan(self.config.as_deref(), &self.settings.params, &inv);
+        for p in &plan.problems {
+            let line = p.to_string();
+            if self.reported.insert(line.clone()) {
+                match p {
+                    Problem::Waiting { .. } => log::warn!("network: {line}"),
+                    Problem::Ambiguous { .. } => log::error!("network: {line}"),
+                }
+            }
+        }
+        self.stop_dhcp(&plan);
+        let report = apply::apply(&self.rtnl, &plan, &self.settings.sys_root).await;
+        for c in &report.changes {
+            log::info!("network: {c}");
+        }
+        for e in &report.errors {
+            let line = e.to_string();
+            if self.reported.insert(line.clone()) {
+                log::error!("network: {line}");
+            }
+        }
+        for lp in &plan.links {
+            for r in &lp.routes {
+                let line = format!(
+                    "{}: route {} via {} metric {}",
+                    lp.name,
+                    r.dest
+                        .map_or("default".to_string(), |(a, n)| format!("{a}/{n}")),
+                    r.gateway.map_or("-".to_string(), |g| g.to_string()),
+                    r.metric
+                );
+                if self.reported.insert(line.clone()) {
+                    log::info!("network: {line}");
+                }
+            }
+        }
+        self.start_dhcp(&plan).await;
+        self.last_plan = plan;
+        self.publish_with(report.errors.is_empty());
+    }
+
+    /// Stops the DHCP clients the plan no longer wants; before applying,
+    /// so a link that becomes a bond member is not still running one.
+    fn stop_dhcp(&mut self, plan: &Plan) {
+        let wanted = dhcp_links(plan);
+        let stale: Vec<String> = self
+            .dhcp
+            .iter()
+            .filter(|(name, r)| wanted.get(name.as_str()) != Some(&r.route_metric))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            if let Some(r) = self.dhcp.remove(&name) {
+                // The runner sends a RELEASE and removes the address,
+                // routes and MTU it applied, then ends.
+                let _ = r.stop.send(());
+                log::info!(
+                    "network: {name}: DHCP stopped ({})",
+                    plan_reason(plan, &name)
+                );
+            }
+            self.leases.remove(&name);
+        }
+    }
+
+    /// Starts a DHCP client for every planned DHCP link that has none.
+    async fn start_dhcp(&mut self, plan: &Plan) {
+        for (name, metric) in dhcp_links(plan) {
+            if self.dhcp.contains_key(name) {
+                continue;
+            }
+            let link = match self.rtnl.link(name).await {
+                Ok(Some(l)) => l,
+                _ => continue, // not there yet: a later re-plan starts it
+            };
+            let origin = plan.link(name).map_or("", |l| l.origin.as_str());
+            log::info!("network: {name}: DHCP started ({origin})");
+            let Some(mac) = link.mac else {
+                log::error!("network: {name}: no MAC address, cannot run DHCP");
+                continue;
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(runner::run_until(
+                RunLink {
+                    name: name.to_owned(),
+                    ifindex: link.index,
+                    mac,
+                },
+                RunOptions {
+                    route_metric: Some(metric),
+                    hostname: self.hostname.clone(),
+                },
+                self.rtnl.clone(),
+                self.dhcp_tx.clone(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            self.dhcp.insert(
+                name.to_owned(),
+                Running {
+                    task,
+                    stop,
+                    route_metric: metric,
+                },
+            );
+        }
+    }
+
+    fn publish(&mut self) {
+        self.publish_with(true);
+    }
+
+    fn publish_with(&mut self, applied: bool) {
+        let p = &self.last_plan;
+        let waiting = p
+            .problems
+            .iter()
+            .any(|x| matches!(x, Problem::Waiting { .. }));
+        let dhcp_done = p
+            .links
+            .iter()
+            .filter(|l| l.dhcp.is_some())
+            .all(|l| self.leases.contains_key(&l.name));
+        let configured = applied && !waiting && dhcp_done;
+        if configured && !self.announced {
+            self.announced = true;
+            let stage = if self.config.is_some() {
+                "for the machine config"
+            } else {
+                "before any config"
+            };
+            log::info!(
+                "network: all links configured {stage} ({} links) in {} ms",
+                p.links.len(),
+                self.since.elapsed().as_millis()
+            );
+        }
+        let status = Status {
+            configured,
+            leases: self.leases.clone(),
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+
+    /// Hostname, hosts and resolv.conf from config > command line > DHCP.
+    fn write_files(&mut self) {
+        let cfg = self.config.as_deref();
+        let net = cfg.map(|c| &c.machine.network);
+        let first_lease = self.leases.values().next();
+        let (hostname, notes) = dns::choose_hostname(
+            net.and_then(|n| n.hostname.as_ref()).map(|h| h.as_str()),
+            self.settings.params.hostname(),
+            first_lease.and_then(|l| l.hostname.as_deref()),
+        );
+        for n in notes {
+            if self.reported.insert(n.clone()) {
+                log::warn!("network: {n}");
+            }
+        }
+        let mut resolver = Resolver::default();
+        if let Some(n) = net.filter(|n| !n.nameservers.is_empty()) {
+            resolver.nameservers = n.nameservers.iter().map(|i| i.addr()).collect();
+        } else {
+            resolver.nameservers = self
+                .settings
+                .params
+                .ip
+                .iter()
+                .flat_map(|p| p.dns.iter().copied())
+                .collect();
+            if resolver.nameservers.is_empty() {
+                for l in self.leases.values() {
+                    resolver
+                        .nameservers
+                        .extend(l.dns.iter().map(|d| IpAddr::V4(*d)));
+                }
+            }
+        }
+        if let Some(n) = net {
+            resolver.search = n.search_domains.iter().map(|d| d.to_string()).collect();
+        }
+        if resolver.search.is_empty() {
+            resolver
+                .search
+                .extend(self.leases.values().filter_map(|l| l.domain.clone()));
+        }
+        let disable = net.is_some_and(|n| n.disable_search_domain);
+        let resolver = resolver.with_hostname_domain(hostname.as_ref(), disable);
+        let rendered = dns::render_resolv_conf(&resolver);
+        for n in rendered.notes {
+            if self.reported.insert(n.clone()) {
+                log::warn!("network: {n}");
+            }
+        }
+        let primary = self
+            .last_plan
+            .links
+            .iter()
+            .flat_map(|l| l.addresses.iter().map(|a| a.0))
+            .find(|a| !a.is_loopback())
+            .or_else(|| first_lease.map(|l| IpAddr::V4(l.address)));
+        let extra: Vec<HostEntry> = net
+            .map(|n| {
+                n.extra_host_entries
+                    .iter()
+                    .map(|e| HostEntry {
+                        ip: e.ip.addr(),
+                        aliases: e.aliases.iter().map(|a| a.to_string()).collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hosts = dns::render_hosts(hostname.as_ref(), primary, &extra);
+        self.write("resolv.conf", &rendered.text);
+        self.write("hosts", &hosts);
+        if let Some(h) = &hostname {
+            self.write("hostname", &dns::render_hostname(h));
+            self.set_hostname(h);
+        }
+    }
+
+    fn write(&mut self, file: &str, text: &str) {
+        let path = self.settings.etc_root.join(file);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+            return;
+        }
+        if let Err(e) = dns::write_atomically(&path, text.as_bytes()) {
+            let line = format!("cannot write {}: {e}", path.display());
+            if self.reported.insert(line.clone()) {
+                log::error!("network: {line}");
+            }
+        }
+    }
+
+    fn set_hostname(&mut self, h: &Hostname) {
+        let short = h.short().to_owned();
+        if self.hostname.as_deref() == Some(short.as_str()) {
+            return;
+        }
+        if self.settings.set_kernel_hostname {
+            if let Err(e) = nix::unistd::sethostname(&short) {
+                log::error!("network: sethostname({short}): {e}");
+                return;
+            }
+        }
+        log::info!("network: hostname {short} (from {:?})", h.source);
+        self.hostname = Some(short);
+    }
+}
+
+/// Planned DHCP links and their route metrics.
+fn dhcp_links(plan: &Plan) -> BTreeMap<&str, u32> {
+    plan.links
+        .iter()
+        .filter_map(|l| Some((l.name.as_str(), l.dhcp?.route_metric)))
+        .collect()
+}
+
+fn plan_reason(plan: &Plan, name: &str) -> &'static str {
+    if plan.ignored.iter().any(|i| i == name) {
+        "ignored"
+    } else if plan.link(name).is_some() {
+        "the config sets it up differently"
+    } else {
+        "the config does not ask for it"
+    }
+}
