@@ -11,7 +11,7 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run test deps init image lint unit e2e bench clean
+.PHONY: run test deps init image lint unit e2e bench bench-net clean
 
 ## make run: build everything and boot one node, console on the terminal,
 ## with examples/single-node.yaml as its machine config (RUN_CONFIG=...).
@@ -46,6 +46,10 @@ lint:
 ## make bench: boot the image repeatedly and report phase times and sizes.
 bench: deps image
 	$(TOOLS) -p keel-tests --bin keel-bench -- --build $(BUILD) $(BENCH_ARGS)
+
+## make bench-net: /init → all links configured (static config, 2 NICs + VLAN).
+bench-net: deps image
+	$(TOOLS) -p keel-tests --bin keel-bench -- --build $(BUILD) --net $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)/run target

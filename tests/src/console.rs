@@ -45,6 +45,53 @@ pub fn boot_marks(log: &str) -> Option<BootMarks> {
     })
 }
 
+/// Network milestones of one boot with a machine config, in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetMarks {
+    /// Kernel start → `Run /init`.
+    pub init_ms: f64,
+    /// How long the modules phase took (its own "done in N ms").
+    pub modules_phase_ms: f64,
+    /// How long the links phase took (naming + pre-config plan).
+    pub links_phase_ms: f64,
+    /// Kernel start → "network: all links configured for the machine
+    /// config".
+    pub configured_ms: f64,
+}
+
+impl NetMarks {
+    /// /init → every link configured, minus the modules phase (module
+    /// loading and driver probing, which depend on the hardware).
+    pub fn init_to_configured_without_modules(&self) -> f64 {
+        self.configured_ms - self.init_ms - self.modules_phase_ms
+    }
+}
+
+/// The "done in N ms" duration of a `keel: phase <name> done in N ms` line.
+fn phase_ms(log: &str, phase: &str) -> Option<f64> {
+    let (_, line) = first(log, &format!("keel: phase {phase} done in "))?;
+    line.split(" done in ")
+        .nth(1)?
+        .split(" ms")
+        .next()?
+        .parse()
+        .ok()
+}
+
+pub fn net_marks(log: &str) -> Option<NetMarks> {
+    let (init_ms, _) = first(log, "Run /init as init process")?;
+    let (configured_ms, _) = first(
+        log,
+        "keel: network: all links configured for the machine config",
+    )?;
+    Some(NetMarks {
+        init_ms,
+        modules_phase_ms: phase_ms(log, "modules")?,
+        links_phase_ms: phase_ms(log, "links")?,
+        configured_ms,
+    })
+}
+
 /// Median of a non-empty sample (sorts it).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -94,6 +141,21 @@ mod tests {
         assert_eq!(m.ready_ms, 2310.0);
         assert_eq!(m.rss_kb, 2100);
         assert!(boot_marks("[ 1.0] Run /init as init process\n").is_none());
+    }
+
+    #[test]
+    fn net_marks_from_a_console_log() {
+        let log = "\
+[    1.500000] Run /init as init process
+[    2.000000] keel: phase modules done in 400 ms: 15 loaded
+[    2.100000] keel: phase links done in 90 ms: 3 links
+[    2.200000] keel: network: all links configured for the machine config (2 links) in 20 ms
+";
+        let m = net_marks(log).unwrap();
+        assert_eq!(m.modules_phase_ms, 400.0);
+        assert_eq!(m.links_phase_ms, 90.0);
+        assert_eq!(m.init_to_configured_without_modules(), 300.0);
+        assert!(net_marks("[ 1.0] Run /init as init process").is_none());
     }
 
     #[test]

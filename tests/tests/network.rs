@@ -212,14 +212,17 @@ machine:
         &format!("keel.config=http://10.0.2.2:{port}/node.yaml"),
         |c| c.nics = vec![Nic::user("n0").with_mac(MAC_A)],
     );
-    vm.wait_for_line("keel: ready in", BOOT_TIMEOUT).unwrap();
+    // The hostname is applied by the network manager just after `ready`.
+    vm.wait_for_line("network: hostname from-url", BOOT_TIMEOUT)
+        .unwrap();
     let request = server.join().unwrap();
     assert!(request.starts_with("GET /node.yaml "), "{request}");
     let log = vm.serial_log();
     for want in [
         "enp0s1: DHCP started (no config yet",
         "dhcp: enp0s1: lease 10.0.2.15/24",
-        "network: hostname from-url",
+        "network: all links configured before any config",
+        "loaded from http://10.0.2.2:",
     ] {
         assert!(log.contains(want), "missing {want:?} in:\n{log}");
     }

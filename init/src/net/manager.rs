@@ -123,7 +123,6 @@ impl Manager {
         }
         self.name(&links).await;
         self.reconcile().await;
-        self.write_files();
         let p = &self.last_plan;
         let dhcp = p.links.iter().filter(|l| l.dhcp.is_some()).count();
         format!(
@@ -184,7 +183,6 @@ impl Manager {
             }
         }
         self.reconcile().await;
-        self.write_files();
     }
 
     async fn on_dhcp(&mut self, ev: DhcpEvent) {
@@ -267,6 +265,9 @@ impl Manager {
         }
         self.start_dhcp(&plan).await;
         self.last_plan = plan;
+        // Files and hostname before "configured" is announced, so whoever
+        // waits for that line finds them in place.
+        self.write_files();
         self.publish_with(report.errors.is_empty());
     }
 

@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
     BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoData, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{RouteAttribute, RouteMetric};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBond, LinkDummy, LinkUnspec, LinkVlan, RouteMessageBuilder};
 
@@ -481,43 +481,7 @@ impl Rtnl {
 
     /// Adds a route; one that is already there is success.
     pub async fn add_route(&self, r: &RouteSpec) -> Result<(), RtnlError> {
-        let v6 = matches!(r.dest.map(|d| d.0), Some(IpAddr::V6(_)))
-            || matches!(r.gateway, Some(IpAddr::V6(_)));
-        let mut msg = if v6 {
-            let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new().output_interface(r.oif);
-            if let Some((IpAddr::V6(d), len)) = r.dest {
-                b = b.destination_prefix(d, len);
-            }
-            if let Some(IpAddr::V6(g)) = r.gateway {
-                b = b.gateway(g);
-            }
-            if let Some(IpAddr::V6(s)) = r.source {
-                b = b.pref_source(s);
-            }
-            if let Some(m) = r.metric {
-                b = b.priority(m);
-            }
-            b.build()
-        } else {
-            let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new().output_interface(r.oif);
-            if let Some((IpAddr::V4(d), len)) = r.dest {
-                b = b.destination_prefix(d, len);
-            }
-            if let Some(IpAddr::V4(g)) = r.gateway {
-                b = b.gateway(g);
-            }
-            if let Some(IpAddr::V4(s)) = r.source {
-                b = b.pref_source(s);
-            }
-            if let Some(m) = r.metric {
-                b = b.priority(m);
-            }
-            b.build()
-        };
-        if let Some(mtu) = r.mtu {
-            msg.attributes
-                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
-        }
+        let msg = route_message(r, true);
         debug_assert!(matches!(
             msg.header.address_family,
             AddressFamily::Inet | AddressFamily::Inet6
@@ -538,36 +502,8 @@ impl Rtnl {
     /// removed with its link or its source address) is success.
     pub async fn del_route(&self, r: &RouteSpec) -> Result<(), RtnlError> {
         const ESRCH: i32 = 3;
-        let msg = match (r.dest, r.gateway) {
-            (Some((IpAddr::V6(_), _)), _) | (None, Some(IpAddr::V6(_))) => {
-                let mut b =
-                    RouteMessageBuilder::<std::net::Ipv6Addr>::new().output_interface(r.oif);
-                if let Some((IpAddr::V6(d), len)) = r.dest {
-                    b = b.destination_prefix(d, len);
-                }
-                if let Some(IpAddr::V6(g)) = r.gateway {
-                    b = b.gateway(g);
-                }
-                if let Some(m) = r.metric {
-                    b = b.priority(m);
-                }
-                b.build()
-            }
-            _ => {
-                let mut b =
-                    RouteMessageBuilder::<std::net::Ipv4Addr>::new().output_interface(r.oif);
-                if let Some((IpAddr::V4(d), len)) = r.dest {
-                    b = b.destination_prefix(d, len);
-                }
-                if let Some(IpAddr::V4(g)) = r.gateway {
-                    b = b.gateway(g);
-                }
-                if let Some(m) = r.metric {
-                    b = b.priority(m);
-                }
-                b.build()
-            }
-        };
+        // Matched by destination, gateway, metric and link only.
+        let msg = route_message(r, false);
         match self.handle.route().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(ESRCH) || errno(&e) == Some(ENODEV) => Ok(()),
@@ -577,4 +513,47 @@ impl Rtnl {
             }),
         }
     }
+}
+
+/// The netlink message for `r`. `full` adds the preferred source and the
+/// route MTU (for adding; a delete matches without them).
+fn route_message(r: &RouteSpec, full: bool) -> RouteMessage {
+    let v6 = matches!(r.dest.map(|d| d.0), Some(IpAddr::V6(_)))
+        || matches!(r.gateway, Some(IpAddr::V6(_)));
+    let mut msg = if v6 {
+        let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new().output_interface(r.oif);
+        if let Some((IpAddr::V6(d), len)) = r.dest {
+            b = b.destination_prefix(d, len);
+        }
+        if let Some(IpAddr::V6(g)) = r.gateway {
+            b = b.gateway(g);
+        }
+        if let (Some(IpAddr::V6(s)), true) = (r.source, full) {
+            b = b.pref_source(s);
+        }
+        if let Some(m) = r.metric {
+            b = b.priority(m);
+        }
+        b.build()
+    } else {
+        let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new().output_interface(r.oif);
+        if let Some((IpAddr::V4(d), len)) = r.dest {
+            b = b.destination_prefix(d, len);
+        }
+        if let Some(IpAddr::V4(g)) = r.gateway {
+            b = b.gateway(g);
+        }
+        if let (Some(IpAddr::V4(s)), true) = (r.source, full) {
+            b = b.pref_source(s);
+        }
+        if let Some(m) = r.metric {
+            b = b.priority(m);
+        }
+        b.build()
+    };
+    if let (Some(mtu), true) = (r.mtu, full) {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
+    msg
 }

@@ -12,14 +12,17 @@ use keel_tests::console::{boot_marks, median};
 fn main() -> anyhow::Result<()> {
     let mut runs = 5usize;
     let mut build: Option<PathBuf> = None;
+    let mut net = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
         match arg {
             Long("runs") | Short('n') => runs = parser.value()?.parse()?,
             Long("build") => build = Some(parser.value()?.into()),
+            Long("net") => net = true,
             Long("help") | Short('h') => {
-                println!("usage: keel-bench [--build DIR] [--runs N]");
+                println!("usage: keel-bench [--build DIR] [--runs N] [--net]");
+                println!("  --net  network benchmark: /init → all links configured");
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
@@ -32,6 +35,9 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("KEEL_BUILD", b);
     }
     let build = keel_tests::build_dir();
+    if net {
+        return net_bench(runs);
+    }
 
     let mut to_init = Vec::new();
     let mut to_modules = Vec::new();
@@ -99,5 +105,79 @@ fn main() -> anyhow::Result<()> {
     ] {
         println!("  {label:<29} {:>8} bytes", size(build.join(file)));
     }
+    Ok(())
+}
+
+/// Two NICs, static addresses, a route and a VLAN: no DHCP, so the number
+/// is Keel's own work, not a server's reply time.
+const NET_CONFIG: &str = "version: v1alpha1
+machine:
+  type: worker
+  network:
+    hostname: bench
+    nameservers: [10.0.2.3]
+    interfaces:
+      - interface: enp0s1
+        addresses: [10.0.2.15/24]
+        routes:
+          - network: 0.0.0.0/0
+            gateway: 10.0.2.2
+      - deviceSelector:
+          hardwareAddr: \"52:54:00:12:34:0b\"
+        addresses: [192.168.50.10/24]
+        mtu: 1400
+        vlans:
+          - vlanId: 7
+            addresses: [192.168.57.10/24]
+";
+
+fn net_bench(runs: usize) -> anyhow::Result<()> {
+    use base64::Engine;
+    let inline = base64::engine::general_purpose::STANDARD.encode(NET_CONFIG);
+    let mut links = Vec::new();
+    let mut without_modules = Vec::new();
+    let mut modules = Vec::new();
+    for i in 1..=runs {
+        let (_dir, vm) = keel_tests::boot_vm_with(&format!("keel.config.inline={inline}"), |c| {
+            c.nics = vec![
+                keel_qemu::Nic::user("n0").with_mac("52:54:00:12:34:0a"),
+                keel_qemu::Nic::user("n1").with_mac("52:54:00:12:34:0b"),
+            ];
+        });
+        vm.wait_for_line(
+            "network: all links configured for the machine config",
+            keel_tests::BOOT_TIMEOUT,
+        )
+        .with_context(|| format!("run {i}: links never configured"))?;
+        let log = vm.serial_log();
+        let m = keel_tests::console::net_marks(&log)
+            .with_context(|| format!("run {i}: console lacks the network marks"))?;
+        eprintln!(
+            "run {i}: links phase {:.0} ms, /init → configured without modules {:.0} ms (modules phase {:.0} ms)",
+            m.links_phase_ms,
+            m.init_to_configured_without_modules(),
+            m.modules_phase_ms
+        );
+        links.push(m.links_phase_ms);
+        without_modules.push(m.init_to_configured_without_modules());
+        modules.push(m.modules_phase_ms);
+        let _ = vm
+            .qmp(Duration::from_secs(5))
+            .and_then(|mut q| q.quit().map_err(Into::into));
+        let _ = vm.wait_exit(Duration::from_secs(10));
+    }
+    println!("keel network benchmark: {runs} runs, TCG, 2 NICs + VLAN, static, medians");
+    println!(
+        "  /init → all links configured, without the modules phase {:>6.0} ms",
+        median(&mut without_modules)
+    );
+    println!(
+        "  links phase (naming, altnames, pre-config plan)         {:>6.0} ms",
+        median(&mut links)
+    );
+    println!(
+        "  modules phase (excluded above)                          {:>6.0} ms",
+        median(&mut modules)
+    );
     Ok(())
 }
