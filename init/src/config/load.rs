@@ -67,7 +67,8 @@ impl Reporter {
 }
 
 /// Loops until a valid config is found. `None` when loading is disabled
-/// (`keel.config=none`). `rescan` runs before every pass: it coldplugs
+/// (`keel.config=none`). `rescan` runs before every pass but the first
+/// (the boot's own coldplug has just run): it coldplugs
 /// devices that appeared since (a hot-plugged config disk needs its block
 /// driver loaded before its label can be read). `url_ready` says whether a
 /// link has a usable address for the URL source. `wake` cuts a retry delay
@@ -92,7 +93,9 @@ where
         at: None,
         attempts_since: 0,
     };
+    let mut first = true;
     loop {
+        let rescan_now = !std::mem::take(&mut first);
         let (s, e, r, u) = (
             settings.clone(),
             env.clone(),
@@ -102,7 +105,9 @@ where
         // Sources do blocking I/O (HTTP, mount, superblock reads): keep them
         // off the runtime thread so signals are still handled meanwhile.
         let attempt = tokio::task::spawn_blocking(move || {
-            r();
+            if rescan_now {
+                r();
+            }
             source::load_once(&s, &e, u(), ATTEMPT_TIMEOUT)
         })
         .await;

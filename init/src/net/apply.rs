@@ -94,7 +94,8 @@ async fn apply_link(
     changes: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let name = lp.name.as_str();
-    let existed = rtnl.link(name).await?.is_some();
+    let found = rtnl.link(name).await?;
+    let existed = found.is_some();
     match &lp.create {
         Some(Create::Dummy) if !existed => {
             rtnl.ensure_dummy(name).await?;
@@ -141,24 +142,30 @@ async fn apply_link(
         }
         _ => {}
     }
-    let link = rtnl
-        .link(name)
-        .await?
-        .ok_or_else(|| RtnlError::NoSuchLink(name.to_owned()))?;
+    let link = match (found, &lp.create) {
+        (Some(l), None) => l,
+        // Created or changed (bond members) above: look again.
+        _ => rtnl
+            .link(name)
+            .await?
+            .ok_or_else(|| RtnlError::NoSuchLink(name.to_owned()))?,
+    };
+    // One lookup per link: every rtnetlink lookup by name is a full dump
+    // of the links, which adds up under emulation.
     if let Some(mtu) = lp.mtu {
         if link.mtu != Some(mtu) {
-            rtnl.set_mtu(name, mtu).await?;
+            rtnl.set_link_mtu(&link, mtu).await?;
             changes.push(format!("{name}: MTU {mtu}"));
         }
     }
     if !link.up {
-        rtnl.set_up(name).await?;
+        rtnl.set_link_up(&link).await?;
         changes.push(format!("{name}: up"));
     }
-    let have = rtnl.addresses(name).await?;
+    let have = rtnl.link_addresses(&link).await?;
     for &(ip, prefix) in &lp.addresses {
         if !have.contains(&(ip, prefix)) {
-            rtnl.add_address(name, ip, prefix).await?;
+            rtnl.add_link_address(&link, ip, prefix).await?;
             changes.push(format!("{name}: address {ip}/{prefix}"));
         }
     }

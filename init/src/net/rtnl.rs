@@ -231,12 +231,16 @@ impl Rtnl {
     }
 
     pub async fn set_up(&self, name: &str) -> Result<(), RtnlError> {
-        let l = self.need(name).await?;
+        self.set_link_up(&self.need(name).await?).await
+    }
+
+    /// [`Rtnl::set_up`] for a link already looked up (saves a dump).
+    pub async fn set_link_up(&self, l: &Link) -> Result<(), RtnlError> {
         if l.up {
             return Ok(());
         }
         self.set(
-            name,
+            &l.name,
             "set up",
             LinkUnspec::new_with_index(l.index).up().build(),
         )
@@ -257,12 +261,16 @@ impl Rtnl {
     }
 
     pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), RtnlError> {
-        let l = self.need(name).await?;
+        self.set_link_mtu(&self.need(name).await?, mtu).await
+    }
+
+    /// [`Rtnl::set_mtu`] for a link already looked up.
+    pub async fn set_link_mtu(&self, l: &Link, mtu: u32) -> Result<(), RtnlError> {
         if l.mtu == Some(mtu) {
             return Ok(());
         }
         self.set(
-            name,
+            &l.name,
             "set MTU",
             LinkUnspec::new_with_index(l.index).mtu(mtu).build(),
         )
@@ -398,7 +406,12 @@ impl Rtnl {
 
     /// Addresses on a link as (address, prefix length).
     pub async fn addresses(&self, name: &str) -> Result<Vec<(IpAddr, u8)>, RtnlError> {
-        let l = self.need(name).await?;
+        self.link_addresses(&self.need(name).await?).await
+    }
+
+    /// [`Rtnl::addresses`] for a link already looked up.
+    pub async fn link_addresses(&self, l: &Link) -> Result<Vec<(IpAddr, u8)>, RtnlError> {
+        let name = &l.name;
         let mut out = Vec::new();
         let mut s = self
             .handle
@@ -430,7 +443,18 @@ impl Rtnl {
 
     /// Adds an address; one that is already there is success.
     pub async fn add_address(&self, name: &str, ip: IpAddr, prefix: u8) -> Result<(), RtnlError> {
-        let l = self.need(name).await?;
+        self.add_link_address(&self.need(name).await?, ip, prefix)
+            .await
+    }
+
+    /// [`Rtnl::add_address`] for a link already looked up.
+    pub async fn add_link_address(
+        &self,
+        l: &Link,
+        ip: IpAddr,
+        prefix: u8,
+    ) -> Result<(), RtnlError> {
+        let name = &l.name;
         match self
             .handle
             .address()

@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<()> {
     let mut runs = 5usize;
     let mut build: Option<PathBuf> = None;
     let mut net = false;
+    let mut show = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -20,9 +21,11 @@ fn main() -> anyhow::Result<()> {
             Long("runs") | Short('n') => runs = parser.value()?.parse()?,
             Long("build") => build = Some(parser.value()?.into()),
             Long("net") => net = true,
+            Long("show") => show = true,
             Long("help") | Short('h') => {
                 println!("usage: keel-bench [--build DIR] [--runs N] [--net]");
                 println!("  --net  network benchmark: /init → all links configured");
+                println!("  --show print the Keel console lines of the last run");
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
@@ -36,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     }
     let build = keel_tests::build_dir();
     if net {
-        return net_bench(runs);
+        return net_bench(runs, show);
     }
 
     let mut to_init = Vec::new();
@@ -131,7 +134,7 @@ machine:
             addresses: [192.168.57.10/24]
 ";
 
-fn net_bench(runs: usize) -> anyhow::Result<()> {
+fn net_bench(runs: usize, show: bool) -> anyhow::Result<()> {
     use base64::Engine;
     let inline = base64::engine::general_purpose::STANDARD.encode(NET_CONFIG);
     let mut links = Vec::new();
@@ -158,6 +161,14 @@ fn net_bench(runs: usize) -> anyhow::Result<()> {
             m.init_to_configured_without_modules(),
             m.modules_phase_ms
         );
+        if show && i == runs {
+            for l in log
+                .lines()
+                .filter(|l| l.contains("keel") || l.contains("Run /init"))
+            {
+                eprintln!("{l}");
+            }
+        }
         links.push(m.links_phase_ms);
         without_modules.push(m.init_to_configured_without_modules());
         modules.push(m.modules_phase_ms);
