@@ -7,7 +7,10 @@
 # the host's /), so an image depends only on package versions:
 #   - the kernel that linux-image-amd64 currently depends on,
 #   - etcd-server (the etcd binary),
-#   - libc6 (the only shared libraries etcd needs).
+#   - libc6 (the only shared libraries etcd needs),
+#   - e2fsprogs (mke2fs, to format an empty KEEL-VAR partition at boot) and
+#     the packages of the libraries mke2fs needs besides libc: libext2fs2
+#     (libext2fs, libe2p), libcom-err2, libblkid1, libuuid1.
 # Each package is extracted into <cache-dir>/<pkg>/; a package already
 # extracted is skipped. The kernel package name is written to
 # <cache-dir>/kernel-package for keel-image to read.
@@ -84,6 +87,11 @@ fetch() {
 fetch "$kernel_pkg"
 fetch etcd-server
 fetch libc6
+# keel-image resolves mke2fs's DT_NEEDED libraries in these trees (and
+# libc6); a library missing from the list fails the image build by name.
+for pkg in e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1; do
+    fetch "$pkg"
+done
 
 printf '%s\n' "$kernel_pkg" >"$cache/kernel-package"
 echo "fetch-debs: kernel package: $kernel_pkg"

@@ -1,5 +1,6 @@
 //! Puts the pieces together: checks the kernel, chooses the modules, finds
-//! etcd's libraries, lays out the image tree, writes the archives and the
+//! the libraries of the programs carried (etcd, mke2fs), lays out the image
+//! tree, writes the archives and the
 //! kernel files. Every input comes from the extracted .debs in the cache
 //! plus the init binary; nothing is read from the build host's `/`.
 
@@ -39,6 +40,8 @@ pub enum BuildError {
     },
     #[error("init binary {path} is dynamically linked (interpreter {interp}); PID 1 must be static: build it for x86_64-unknown-linux-musl")]
     InitNotStatic { path: PathBuf, interp: PathBuf },
+    #[error("package {package} is not extracted in {cache} (no .extracted marker): run image/fetch-debs.sh {cache}")]
+    MissingPackage { package: String, cache: PathBuf },
     #[error("creating output directory {path}")]
     OutDir {
         path: PathBuf,
@@ -111,6 +114,52 @@ const DIRS: &[(&str, u32)] = &[
 /// etcd resolves "localhost" through /etc/hosts (there is no DNS this early).
 const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
+/// A dynamically linked program the image carries, taken from an extracted
+/// package together with the closure of its libraries.
+#[derive(Debug)]
+struct Program {
+    /// Where it goes in the image (mode 0755).
+    image_path: &'static str,
+    /// The package it comes from, and its path inside that package.
+    package: &'static str,
+    package_path: &'static str,
+    /// The packages its libraries (and the loader) come from, searched as
+    /// layers in this order (see [`elf::needed_closure`]).
+    lib_packages: &'static [&'static str],
+    /// Other names for it: (image path, symlink target), as in the package.
+    links: &'static [(&'static str, &'static str)],
+    category: Category,
+}
+
+/// Every package named here must be fetched by image/fetch-debs.sh.
+const PROGRAMS: &[Program] = &[
+    Program {
+        image_path: "/usr/bin/etcd",
+        package: "etcd-server",
+        package_path: "usr/bin/etcd",
+        lib_packages: &["libc6"],
+        links: &[],
+        category: Category::Etcd,
+    },
+    // The init formats an empty KEEL-VAR partition as ext4 at boot. Its
+    // built-in defaults equal Debian's /etc/mke2fs.conf (both come from
+    // e2fsprogs' mke2fs.conf.in), so the config file is not carried.
+    Program {
+        image_path: "/sbin/mke2fs",
+        package: "e2fsprogs",
+        package_path: "sbin/mke2fs",
+        lib_packages: &[
+            "libc6",
+            "libext2fs2",
+            "libcom-err2",
+            "libblkid1",
+            "libuuid1",
+        ],
+        links: &[("/sbin/mkfs.ext4", "mke2fs")],
+        category: Category::Tools,
+    },
+];
+
 fn read_text(path: &Path) -> Result<String, BuildError> {
     std::fs::read_to_string(path).map_err(|source| BuildError::Read {
         path: path.to_owned(),
@@ -147,10 +196,6 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
     let closure = index.closure(&listed, &list_path)?;
     lap("modules index", &mut timings);
 
-    let etcd = opts.cache.join("etcd-server/usr/bin/etcd");
-    let libc_root = opts.cache.join("libc6");
-    let etcd_needs = elf::needed_closure(&etcd, &libc_root)?;
-
     let mut tree = Tree::new();
     for (dir, perm) in DIRS {
         tree.dir(dir, *perm)?;
@@ -173,26 +218,7 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
 
     add_modules(&mut tree, &index, &closure, &kernel, &moddir)?;
 
-    tree.host_file("/usr/bin/etcd", 0o755, &etcd, Category::Etcd)?;
-    for item in &etcd_needs {
-        match item {
-            Needed::File { image_path, source } => {
-                // Keep the package's permission bits (dpkg-deb -x kept them).
-                let perm = std::fs::metadata(source)
-                    .map_err(|e| BuildError::Read {
-                        path: source.clone(),
-                        source: e,
-                    })?
-                    .permissions()
-                    .mode()
-                    & 0o7777;
-                tree.host_file(image_path, perm, source, Category::Etcd)?
-            }
-            Needed::Symlink { image_path, target } => {
-                tree.symlink(image_path, target.to_string_lossy(), Category::Etcd)?
-            }
-        }
-    }
+    add_programs(&mut tree, &opts.cache)?;
     lap("layout", &mut timings);
 
     let (cpio, sizes) = tree.write_cpio(Vec::new(), opts.mtime)?;
@@ -231,6 +257,49 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
     })
 }
 
+/// Every [`PROGRAMS`] entry, its links, and the closure of its libraries.
+/// A library two programs share (libc) is added once, in the category of
+/// the first.
+fn add_programs(tree: &mut Tree, cache: &Path) -> Result<(), BuildError> {
+    for program in PROGRAMS {
+        for package in std::iter::once(&program.package).chain(program.lib_packages) {
+            if !cache.join(package).join(".extracted").is_file() {
+                return Err(BuildError::MissingPackage {
+                    package: package.to_string(),
+                    cache: cache.to_owned(),
+                });
+            }
+        }
+        let source = cache.join(program.package).join(program.package_path);
+        let roots: Vec<PathBuf> = program.lib_packages.iter().map(|p| cache.join(p)).collect();
+        let needs = elf::needed_closure(&source, &roots)?;
+        tree.host_file(program.image_path, 0o755, &source, program.category)?;
+        for (link, target) in program.links {
+            tree.symlink(link, *target, program.category)?;
+        }
+        for item in &needs {
+            match item {
+                Needed::File { image_path, source } => {
+                    // Keep the package's permission bits (dpkg-deb -x kept them).
+                    let perm = std::fs::metadata(source)
+                        .map_err(|e| BuildError::Read {
+                            path: source.clone(),
+                            source: e,
+                        })?
+                        .permissions()
+                        .mode()
+                        & 0o7777;
+                    tree.host_file(image_path, perm, source, program.category)?
+                }
+                Needed::Symlink { image_path, target } => {
+                    tree.symlink(image_path, target.to_string_lossy(), program.category)?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `/lib/modules/<release>/`: the closure's .ko files at their package
 /// paths, the indexes for exactly those, and the package's builtin lists
 /// (modprobe must know a built-in module is "already loaded").
@@ -266,4 +335,139 @@ fn add_modules(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Contents;
+    use std::collections::BTreeSet;
+
+    /// The cache `make image` fills (`build/cache`), or `None` (test
+    /// skipped) when image/fetch-debs.sh has not been run for every
+    /// package the programs need.
+    /// The package cache `make image` fills (`make test` builds the image
+    /// first). A missing cache fails the test: a skip must not pass.
+    fn real_cache() -> PathBuf {
+        let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/cache");
+        for p in PROGRAMS {
+            for pkg in std::iter::once(&p.package).chain(p.lib_packages) {
+                assert!(
+                    cache.join(pkg).join(".extracted").is_file(),
+                    "{} lacks {pkg}: run `make image` (or image/fetch-debs.sh build/cache) first",
+                    cache.display()
+                );
+            }
+        }
+        cache
+    }
+
+    /// What `path` finally names in `tree`, following symlinks the way the
+    /// kernel would inside the image.
+    fn follow<'t>(tree: &'t Tree, path: &Path) -> Option<(PathBuf, &'t Node)> {
+        let mut path = path.to_owned();
+        for _ in 0..40 {
+            match tree.get(&path)? {
+                Node::Symlink { target, .. } => {
+                    path = path.parent()?.join(target);
+                }
+                node => return Some((path, node)),
+            }
+        }
+        None
+    }
+
+    /// In the tree built from the real packages: /usr/bin/etcd and
+    /// /sbin/mke2fs (with /sbin/mkfs.ext4) are there, each library they
+    /// need is a regular file the loader finds in the image, transitively,
+    /// and the loader itself is there.
+    #[test]
+    fn programs_and_their_libraries() {
+        let cache = real_cache();
+        let mut tree = Tree::new();
+        add_programs(&mut tree, &cache).unwrap();
+
+        for (program, category) in [
+            ("/usr/bin/etcd", Category::Etcd),
+            ("/sbin/mke2fs", Category::Tools),
+        ] {
+            assert!(
+                matches!(
+                    tree.get(program),
+                    Some(Node::File { perm: 0o755, category: c, .. }) if *c == category
+                ),
+                "{program}: {:?}",
+                tree.get(program)
+            );
+        }
+        assert_eq!(
+            tree.get("/sbin/mkfs.ext4"),
+            Some(&Node::Symlink {
+                target: "mke2fs".into(),
+                category: Category::Tools
+            })
+        );
+
+        // The loader's view: walk every ELF file's NEEDED from the two
+        // programs, each resolved in the image's search dirs.
+        let mut seen = BTreeSet::new();
+        let mut queue: Vec<PathBuf> = vec!["/usr/bin/etcd".into(), "/sbin/mke2fs".into()];
+        while let Some(path) = queue.pop() {
+            let Some((
+                real,
+                Node::File {
+                    contents: Contents::HostFile(source),
+                    ..
+                },
+            )) = follow(&tree, &path)
+            else {
+                panic!("{} is not a file in the image", path.display());
+            };
+            if !seen.insert(real) {
+                continue;
+            }
+            let dynamic = elf::read_dynamic(source).unwrap();
+            queue.extend(dynamic.interpreter);
+            for name in dynamic.needed {
+                let found = elf::SEARCH_DIRS
+                    .iter()
+                    .map(|dir| Path::new("/").join(dir).join(&name))
+                    .find(|p| follow(&tree, p).is_some())
+                    .unwrap_or_else(|| {
+                        panic!("{name} (needed by {}) not in the image", path.display())
+                    });
+                queue.push(found);
+            }
+        }
+        let names: BTreeSet<String> = seen
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for prefix in [
+            "libext2fs.so.2",
+            "libe2p.so.2",
+            "libcom_err.so.2",
+            "libblkid.so.1",
+            "libuuid.so.1",
+            "libc.so.6",
+            "ld-linux-x86-64.so.2",
+        ] {
+            assert!(
+                names.iter().any(|n| n.starts_with(prefix)),
+                "{prefix} missing from {names:?}"
+            );
+        }
+        assert!(tree.get("/lib64/ld-linux-x86-64.so.2").is_some());
+    }
+
+    #[test]
+    fn missing_package_names_fetch_debs() {
+        let cache = tempfile::tempdir().unwrap();
+        let err = add_programs(&mut Tree::new(), cache.path()).unwrap_err();
+        assert!(
+            matches!(&err, BuildError::MissingPackage { package, .. } if package == "etcd-server"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("run image/fetch-debs.sh"), "{err}");
+    }
 }

@@ -1,10 +1,15 @@
 //! Finds what a dynamically linked executable needs at run time: its
 //! program interpreter (`PT_INTERP`) and the transitive closure of its
-//! `DT_NEEDED` libraries, resolved inside an extracted package tree (never
+//! `DT_NEEDED` libraries, resolved inside extracted package trees (never
 //! the build host's `/`), so the image depends only on the .debs.
+//!
+//! Several package trees are searched as one filesystem, the way the image
+//! merges them: layers, the first tree that has a path wins. Libraries of
+//! one program often come from several packages (mke2fs: libext2fs2,
+//! libcom-err2, libblkid1, libuuid1 and libc6).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
 use object::elf::{FileHeader64, DT_NEEDED, PT_INTERP};
@@ -32,23 +37,33 @@ pub enum ElfError {
         #[source]
         source: object::read::Error,
     },
-    #[error("library {name} (needed by {needed_by}) not found under {root} in {dirs:?}")]
+    #[error("library {name} (needed by {needed_by}) not found in {dirs:?} under any of {}", list(.roots))]
     NotFound {
         name: String,
         needed_by: PathBuf,
-        root: PathBuf,
+        roots: Vec<PathBuf>,
         dirs: &'static [&'static str],
     },
-    #[error("interpreter {interp} of {elf} not found under {root}")]
+    #[error("interpreter {interp} of {elf} not found under any of {}", list(.roots))]
     NoInterpreter {
         interp: PathBuf,
         elf: PathBuf,
-        root: PathBuf,
+        roots: Vec<PathBuf>,
     },
-    #[error("too many levels of symbolic links resolving {path} under {root}")]
-    Loop { path: PathBuf, root: PathBuf },
+    #[error("too many levels of symbolic links resolving {path} under {}", list(.roots))]
+    Loop { path: PathBuf, roots: Vec<PathBuf> },
     #[error("{path} under {root} is not a regular file")]
     NotAFile { path: PathBuf, root: PathBuf },
+}
+
+/// `a, b, c` for error messages.
+fn list(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+fn owned<P: AsRef<Path>>(roots: &[P]) -> Vec<PathBuf> {
+    roots.iter().map(|r| r.as_ref().to_owned()).collect()
 }
 
 /// One thing the image must contain for the executable to run.
@@ -116,14 +131,16 @@ pub fn read_dynamic(path: &Path) -> Result<Dynamic, ElfError> {
 }
 
 /// The interpreter and every library `elf` needs, transitively, resolved in
-/// `lib_root` (an extracted package tree, or `/`). `elf` itself is not in
-/// the result. Symlinks met on the way (the last component of a looked-up
-/// path) are returned as symlinks so the image keeps the same layout; the
-/// result is sorted by image path.
+/// `roots` (extracted package trees, or `/`), searched as layers: for each
+/// path the loader would try, the first root that has it wins. `elf` itself
+/// is not in the result. Symlinks met on the way (the last component of a
+/// looked-up path) are returned as symlinks so the image keeps the same
+/// layout; the result is sorted by image path.
 ///
 /// RPATH/RUNPATH and `$ORIGIN` are not honoured: Debian's system libraries
-/// do not use them, and etcd links only glibc.
-pub fn needed_closure(elf: &Path, lib_root: &Path) -> Result<Vec<Needed>, ElfError> {
+/// do not use them, and etcd and mke2fs link only system libraries.
+pub fn needed_closure<P: AsRef<Path>>(elf: &Path, roots: &[P]) -> Result<Vec<Needed>, ElfError> {
+    let roots: Vec<&Path> = roots.iter().map(AsRef::as_ref).collect();
     let mut items: BTreeSet<Needed> = BTreeSet::new();
     let mut seen_files: BTreeSet<PathBuf> = BTreeSet::from([elf.to_owned()]);
     let mut queue: VecDeque<PathBuf> = VecDeque::from([elf.to_owned()]);
@@ -131,7 +148,7 @@ pub fn needed_closure(elf: &Path, lib_root: &Path) -> Result<Vec<Needed>, ElfErr
         let dynamic = read_dynamic(&host_file)?;
         if let Some(interp) = &dynamic.interpreter {
             let image_path = normalize(Path::new("/").join(interp).as_path());
-            match resolve_file(lib_root, &image_path)? {
+            match resolve_file(&roots, &image_path)? {
                 Some((real, chain)) => {
                     items.extend(chain);
                     if seen_files.insert(real.clone()) {
@@ -142,19 +159,18 @@ pub fn needed_closure(elf: &Path, lib_root: &Path) -> Result<Vec<Needed>, ElfErr
                     return Err(ElfError::NoInterpreter {
                         interp: interp.clone(),
                         elf: host_file.clone(),
-                        root: lib_root.to_owned(),
+                        roots: owned(&roots),
                     })
                 }
             }
         }
         for name in &dynamic.needed {
-            let (real, chain) =
-                find_library(lib_root, name)?.ok_or_else(|| ElfError::NotFound {
-                    name: name.clone(),
-                    needed_by: host_file.clone(),
-                    root: lib_root.to_owned(),
-                    dirs: SEARCH_DIRS,
-                })?;
+            let (real, chain) = find_library(&roots, name)?.ok_or_else(|| ElfError::NotFound {
+                name: name.clone(),
+                needed_by: host_file.clone(),
+                roots: owned(&roots),
+                dirs: SEARCH_DIRS,
+            })?;
             items.extend(chain);
             if seen_files.insert(real.clone()) {
                 queue.push_back(real);
@@ -165,29 +181,33 @@ pub fn needed_closure(elf: &Path, lib_root: &Path) -> Result<Vec<Needed>, ElfErr
 }
 
 /// Looks `name` up the way the loader does: a name with a `/` is a path,
-/// anything else is searched for in [`SEARCH_DIRS`].
-fn find_library(root: &Path, name: &str) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
+/// anything else is searched for in [`SEARCH_DIRS`] (each directory in all
+/// roots before the next directory, as in the merged image).
+fn find_library(roots: &[&Path], name: &str) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
     if name.contains('/') {
-        return resolve_file(root, &normalize(&Path::new("/").join(name)));
+        return resolve_file(roots, &normalize(&Path::new("/").join(name)));
     }
     for dir in SEARCH_DIRS {
         let image_path = Path::new("/").join(dir).join(name);
-        if let Some(found) = resolve_file(root, &image_path)? {
+        if let Some(found) = resolve_file(roots, &image_path)? {
             return Ok(Some(found));
         }
     }
     Ok(None)
 }
 
-/// Resolves `image_path` (absolute, inside `root`) to a regular file.
-/// Returns the host path of that file and the entries that reproduce the
-/// lookup in the image: a `Symlink` for each final-component symlink, then
-/// the `File`. Directory symlinks are followed for reading only; the entries
-/// keep the looked-up directory, because the image has real directories
-/// (e.g. a merged-/usr host's `/lib` → `usr/lib` would otherwise put the file
-/// where the loader does not look). `Ok(None)` when nothing is there.
+/// Resolves `image_path` (absolute, inside the image made of `roots`) to a
+/// regular file. Each hop looks in the roots in order and takes the first
+/// that has the path, so a symlink in one package may point at a file in
+/// another. Returns the host path of that file and the entries that
+/// reproduce the lookup in the image: a `Symlink` for each final-component
+/// symlink, then the `File`. Directory symlinks are followed (within one
+/// root) for reading only; the entries keep the looked-up directory,
+/// because the image has real directories (e.g. a merged-/usr host's
+/// `/lib` → `usr/lib` would otherwise put the file where the loader does
+/// not look). `Ok(None)` when nothing is there.
 pub fn resolve_file(
-    root: &Path,
+    roots: &[&Path],
     image_path: &Path,
 ) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
     let mut chain = Vec::new();
@@ -196,11 +216,8 @@ pub fn resolve_file(
         let (Some(parent), Some(file_name)) = (nominal.parent(), nominal.file_name()) else {
             return Ok(None);
         };
-        let host = resolve_dir(root, parent)?.join(file_name);
-        let meta = match std::fs::symlink_metadata(&host) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ElfError::Read { path: host, source }),
+        let Some((root, host, meta)) = lookup(roots, parent, file_name)? else {
+            return Ok(None);
         };
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&host).map_err(|source| ElfError::Read {
@@ -228,8 +245,26 @@ pub fn resolve_file(
     }
     Err(ElfError::Loop {
         path: image_path.to_owned(),
-        root: root.to_owned(),
+        roots: owned(roots),
     })
+}
+
+/// The first root holding `parent/file_name` (without following a final
+/// symlink): that root, the host path and its metadata.
+fn lookup<'r>(
+    roots: &[&'r Path],
+    parent: &Path,
+    file_name: &OsStr,
+) -> Result<Option<(&'r Path, PathBuf, std::fs::Metadata)>, ElfError> {
+    for root in roots {
+        let host = resolve_dir(root, parent)?.join(file_name);
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) => return Ok(Some((root, host, meta))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ElfError::Read { path: host, source }),
+        }
+    }
+    Ok(None)
 }
 
 /// The host path of directory `dir` (absolute, inside `root`), following
@@ -252,7 +287,7 @@ fn resolve_dir(root: &Path, dir: &Path) -> Result<PathBuf, ElfError> {
                 if hops > MAX_LINKS {
                     return Err(ElfError::Loop {
                         path: dir.to_owned(),
-                        root: root.to_owned(),
+                        roots: vec![root.to_owned()],
                     });
                 }
                 let target = std::fs::read_link(&host).map_err(|source| ElfError::Read {
@@ -317,7 +352,7 @@ mod tests {
             eprintln!("/bin/ls is static here: skipping");
             return;
         }
-        let items = needed_closure(ls, Path::new("/")).unwrap();
+        let items = needed_closure(ls, &[Path::new("/")]).unwrap();
         let names: Vec<String> = items
             .iter()
             .map(|i| {
@@ -365,7 +400,7 @@ mod tests {
         std::fs::create_dir_all(r.join("lib64")).unwrap();
         // Every library /bin/ls needs is a copy of the host's libc: no
         // NEEDED of its own but the loader, which keeps the fixture small.
-        let host = needed_closure(ls, Path::new("/")).unwrap();
+        let host = needed_closure(ls, &[Path::new("/")]).unwrap();
         let host_libc = host
             .iter()
             .find_map(|i| match i {
@@ -389,7 +424,7 @@ mod tests {
         )
         .unwrap();
 
-        let items = needed_closure(ls, r).unwrap();
+        let items = needed_closure(ls, &[r]).unwrap();
         let lib_name = |n: &str| format!("/lib/x86_64-linux-gnu/{n}");
         for name in &dynamic.needed {
             assert_eq!(
@@ -415,8 +450,148 @@ mod tests {
 
         // Without the library the error names it.
         std::fs::remove_file(lib.join("libc.so.6")).unwrap();
-        let err = needed_closure(ls, r).unwrap_err().to_string();
+        let err = needed_closure(ls, &[r]).unwrap_err().to_string();
         assert!(err.contains("library libc.so.6"), "{err}");
+    }
+
+    /// Package trees searched as layers, as the image merges them: each
+    /// library is found in the tree that has it, the first tree wins a path
+    /// present in two, a directory earlier in [`SEARCH_DIRS`] wins over an
+    /// earlier tree, and a symlink in one tree may point into another.
+    #[test]
+    fn roots_are_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let (lib, usr_lib) = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu");
+        for root in [&a, &b] {
+            for d in [lib, usr_lib] {
+                std::fs::create_dir_all(root.join(d)).unwrap();
+            }
+        }
+        std::fs::write(a.join(lib).join("libone.so.1"), b"a").unwrap();
+        std::fs::write(b.join(lib).join("libone.so.1"), b"b").unwrap();
+        symlink("libtwo.so.1.0", b.join(usr_lib).join("libtwo.so.1")).unwrap();
+        std::fs::write(a.join(usr_lib).join("libtwo.so.1.0"), b"a").unwrap();
+        std::fs::write(a.join(usr_lib).join("libthree.so.3"), b"a").unwrap();
+        std::fs::write(b.join(lib).join("libthree.so.3"), b"b").unwrap();
+        let (a, b) = (a.as_path(), b.as_path());
+
+        let source = |roots: &[&Path], name: &str| {
+            let (host, _) = find_library(roots, name).unwrap().unwrap();
+            host
+        };
+        assert_eq!(
+            source(&[a, b], "libone.so.1"),
+            a.join(lib).join("libone.so.1")
+        );
+        assert_eq!(
+            source(&[b, a], "libone.so.1"),
+            b.join(lib).join("libone.so.1")
+        );
+        assert_eq!(
+            source(&[a, b], "libthree.so.3"),
+            b.join(lib).join("libthree.so.3")
+        );
+        let (_, chain) = find_library(&[a, b], "libtwo.so.1").unwrap().unwrap();
+        assert_eq!(
+            chain,
+            [
+                Needed::Symlink {
+                    image_path: "/usr/lib/x86_64-linux-gnu/libtwo.so.1".into(),
+                    target: "libtwo.so.1.0".into()
+                },
+                Needed::File {
+                    image_path: "/usr/lib/x86_64-linux-gnu/libtwo.so.1.0".into(),
+                    source: a.join(usr_lib).join("libtwo.so.1.0")
+                },
+            ]
+        );
+        assert_eq!(find_library(&[b], "libtwo.so.1").unwrap(), None);
+        assert_eq!(find_library(&[a, b], "libnone.so.0").unwrap(), None);
+    }
+
+    /// /bin/ls's closure with its libraries split over two fixture package
+    /// trees (libc and the loader in one, the rest in another, under
+    /// /usr/lib): every library is found, and a missing one is reported with
+    /// every tree searched.
+    #[test]
+    fn closure_across_roots() {
+        let ls = Path::new("/bin/ls");
+        let dynamic = read_dynamic(ls).unwrap();
+        let Some(interp) = dynamic.interpreter.clone() else {
+            eprintln!("/bin/ls is static here: skipping");
+            return;
+        };
+        let host_libc = needed_closure(ls, &[Path::new("/")])
+            .unwrap()
+            .into_iter()
+            .find_map(|i| match i {
+                Needed::File { source, .. } if source.ends_with("libc.so.6") => Some(source),
+                _ => None,
+            })
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (libc6, other) = (dir.path().join("libc6"), dir.path().join("other"));
+        let libc_dir = libc6.join("lib/x86_64-linux-gnu");
+        let other_dir = other.join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&libc_dir).unwrap();
+        std::fs::create_dir_all(&other_dir).unwrap();
+        // Copies of the host's libc stand in for every library: no NEEDED
+        // of their own but the loader.
+        let interp_name = interp.file_name().unwrap();
+        std::fs::copy(&host_libc, libc_dir.join(interp_name)).unwrap();
+        std::fs::copy(&host_libc, libc_dir.join("libc.so.6")).unwrap();
+        let others: Vec<&String> = dynamic
+            .needed
+            .iter()
+            .filter(|n| *n != "libc.so.6")
+            .collect();
+        for name in &others {
+            std::fs::copy(&host_libc, other_dir.join(name)).unwrap();
+        }
+        let interp_dir = libc6.join(interp.parent().unwrap().strip_prefix("/").unwrap());
+        if !interp_dir.join(interp_name).exists() {
+            std::fs::create_dir_all(&interp_dir).unwrap();
+            symlink(
+                Path::new("/lib/x86_64-linux-gnu").join(interp_name),
+                interp_dir.join(interp_name),
+            )
+            .unwrap();
+        }
+
+        let items = needed_closure(ls, &[&libc6, &other]).unwrap();
+        assert_eq!(
+            file(&items, "/lib/x86_64-linux-gnu/libc.so.6"),
+            Some(&Needed::File {
+                image_path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                source: libc_dir.join("libc.so.6"),
+            })
+        );
+        for name in &others {
+            let image_path = format!("/usr/lib/x86_64-linux-gnu/{name}");
+            assert_eq!(
+                file(&items, &image_path),
+                Some(&Needed::File {
+                    image_path: image_path.clone().into(),
+                    source: other_dir.join(name),
+                })
+            );
+        }
+        assert!(
+            file(&items, interp.to_str().unwrap()).is_some(),
+            "{items:#?}"
+        );
+
+        // A tree left out: the error names the library and both trees.
+        std::fs::remove_file(libc_dir.join("libc.so.6")).unwrap();
+        let err = needed_closure(ls, &[&libc6, &other])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("library libc.so.6"), "{err}");
+        assert!(
+            err.contains(&format!("{}, {}", libc6.display(), other.display())),
+            "{err}"
+        );
     }
 
     #[test]
@@ -432,7 +607,7 @@ mod tests {
         symlink("/etc", r.join("usr/lib/escape")).unwrap();
         symlink("loop", r.join("usr/lib/loop")).unwrap();
 
-        let (host, chain) = resolve_file(r, Path::new("/lib/abs")).unwrap().unwrap();
+        let (host, chain) = resolve_file(&[r], Path::new("/lib/abs")).unwrap().unwrap();
         assert_eq!(host, r.join("usr/lib/libx.so.1.2"));
         assert_eq!(
             chain,
@@ -453,11 +628,11 @@ mod tests {
         );
         // /etc inside the root does not exist, whatever the host has.
         assert_eq!(
-            resolve_file(r, Path::new("/lib/escape/hostname")).unwrap(),
+            resolve_file(&[r], Path::new("/lib/escape/hostname")).unwrap(),
             None
         );
         assert!(matches!(
-            resolve_file(r, Path::new("/lib/loop")),
+            resolve_file(&[r], Path::new("/lib/loop")),
             Err(ElfError::Loop { .. })
         ));
     }

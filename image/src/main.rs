@@ -13,7 +13,8 @@ usage: keel-image --cache <dir> --init <static-binary> --out <dir>
                   [--compression none|zstd|both] [--kernel-config <dir>]
                   [--zstd-level <1-22>]
 
-  --cache          packages extracted by image/fetch-debs.sh (kernel, etcd-server, libc6)
+  --cache          packages extracted by image/fetch-debs.sh (kernel, etcd-server,
+                   e2fsprogs and their libraries)
   --init           the static PID 1 binary, installed as /init
   --out            output directory: initramfs.cpio[.zst], vmlinuz, vmlinux, kernel.release
   --compression    which archives to write (default: both)

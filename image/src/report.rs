@@ -25,12 +25,13 @@ fn thousands(n: u64) -> String {
 pub fn render(report: &Report) -> String {
     let sizes = &report.sizes;
     let cat = |c| sizes.by_category.get(&c).copied().unwrap_or(0);
-    let (init, modules, etcd) = (
+    let (init, modules, etcd, tools) = (
         cat(Category::Init),
         cat(Category::Modules),
         cat(Category::Etcd),
+        cat(Category::Tools),
     );
-    let other = sizes.archive - init - modules - etcd;
+    let other = sizes.archive - init - modules - etcd - tools;
     let mut rows = vec![
         ("init".to_string(), init),
         (
@@ -38,6 +39,7 @@ pub fn render(report: &Report) -> String {
             modules,
         ),
         ("etcd + libs".to_string(), etcd),
+        ("mke2fs + libs not in etcd's".to_string(), tools),
         ("other (dirs, /etc, cpio headers)".to_string(), other),
         ("total uncompressed (cpio)".to_string(), sizes.archive),
     ];

@@ -42,6 +42,9 @@ pub enum Category {
     Init,
     Modules,
     Etcd,
+    /// Programs the init runs besides etcd (mke2fs), with the libraries
+    /// etcd does not already bring.
+    Tools,
     Other,
 }
 
@@ -87,6 +90,25 @@ impl fmt::Display for Node {
             } => write!(f, "{} bytes of data", b.len()),
             Node::Symlink { target, .. } => write!(f, "symlink to {target}"),
             Node::CharDev { major, minor, .. } => write!(f, "char device {major}:{minor}"),
+        }
+    }
+}
+
+impl Node {
+    /// Equal but for the size category: one entry wanted by two parts of
+    /// the image (libc, for etcd and for mke2fs).
+    fn same_entry(&self, other: &Node) -> bool {
+        match (self, other) {
+            (
+                Node::File { perm, contents, .. },
+                Node::File {
+                    perm: other_perm,
+                    contents: other_contents,
+                    ..
+                },
+            ) => perm == other_perm && contents == other_contents,
+            (Node::Symlink { target, .. }, Node::Symlink { target: other, .. }) => target == other,
+            _ => self == other,
         }
     }
 }
@@ -138,7 +160,8 @@ impl Tree {
 
     /// Adds `node` at `path` (absolute), creating missing parents as 0755
     /// directories. Adding the same thing twice is fine (two binaries may
-    /// need the same library); two different things is an error.
+    /// need the same library; it keeps the first one's category); two
+    /// different things is an error.
     pub fn add(&mut self, path: impl AsRef<Path>, node: Node) -> Result<(), TreeError> {
         let path = path.as_ref();
         let key = key(path)?;
@@ -166,7 +189,7 @@ impl Tree {
                 self.nodes.insert(key, node);
                 Ok(())
             }
-            Some(existing) if *existing == node => Ok(()),
+            Some(existing) if existing.same_entry(&node) => Ok(()),
             // An implicit parent directory made explicit (possibly with
             // another mode): the explicit one wins.
             Some(Node::Dir { .. }) if matches!(node, Node::Dir { .. }) => {
@@ -230,6 +253,11 @@ impl Tree {
     ) -> Result<(), TreeError> {
         let target = target.into();
         self.add(path, Node::Symlink { target, category })
+    }
+
+    /// What is at `path` (absolute), if anything.
+    pub fn get(&self, path: impl AsRef<Path>) -> Option<&Node> {
+        self.nodes.get(&key(path.as_ref()).ok()?)
     }
 
     pub fn len(&self) -> usize {
@@ -326,6 +354,34 @@ mod tests {
         for bad in ["relative", "/", "/a/../b"] {
             assert!(t.dir(bad, 0o755).is_err(), "{bad}");
         }
+    }
+
+    /// A file two programs need (libc) is one entry, counted once, in the
+    /// category of the first program that added it.
+    #[test]
+    fn shared_entry_keeps_first_category() {
+        let mut t = Tree::new();
+        t.bytes("/lib/libc.so.6", 0o644, "libc", Category::Etcd)
+            .unwrap();
+        t.bytes("/lib/libc.so.6", 0o644, "libc", Category::Tools)
+            .unwrap();
+        t.symlink("/lib64/ld.so", "/lib/ld.so.2", Category::Etcd)
+            .unwrap();
+        t.symlink("/lib64/ld.so", "/lib/ld.so.2", Category::Tools)
+            .unwrap();
+        assert!(matches!(
+            t.get("/lib/libc.so.6"),
+            Some(Node::File {
+                category: Category::Etcd,
+                ..
+            })
+        ));
+        assert!(t
+            .bytes("/lib/libc.so.6", 0o755, "libc", Category::Tools)
+            .is_err());
+        let (_, sizes) = t.write_cpio(Vec::new(), 0).unwrap();
+        assert_eq!(sizes.by_category[&Category::Etcd], 4 + 12);
+        assert_eq!(sizes.by_category.get(&Category::Tools), None);
     }
 
     /// A fixture tree (host files and in-memory ones) serialized twice is

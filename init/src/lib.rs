@@ -11,6 +11,7 @@ pub mod config;
 pub mod modules;
 pub mod net;
 pub mod shutdown;
+pub mod storage;
 pub mod supervise;
 pub mod uevent;
 
