@@ -8,6 +8,7 @@ pub mod boot;
 pub mod cli;
 pub mod cmdline;
 pub mod config;
+pub mod etcd;
 pub mod modules;
 pub mod net;
 pub mod shutdown;

@@ -9,6 +9,7 @@ pub mod kmsg;
 pub mod mounts;
 pub mod panic;
 pub mod power;
+pub mod services;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use std::sync::Arc;
 
 use crate::cmdline::Cmdline;
-use crate::config::{self, source::SourceSettings};
+use crate::config::{self, source::SourceSettings, MachineType};
 use crate::modules::{self, coldplug, ModuleIndex};
 use crate::net::manager::{Event as NetEvent, Manager};
 use crate::net::rtnl::Rtnl;
@@ -233,6 +234,7 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
     let t = Phase::start("links");
     let (net_tx, net_rx) = mpsc::unbounded_channel::<NetEvent>();
     let net_changed = Arc::new(tokio::sync::Notify::new());
+    let mut net_status = None;
     match Rtnl::connect() {
         Ok(rtnl) => {
             let (params, errors) = crate::net::ipcfg::parse_lenient(&cmdline);
@@ -247,6 +249,7 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                 set_kernel_hostname: true,
             };
             let (mut manager, mut status) = Manager::new(rtnl, net_settings);
+            net_status = Some(status.clone());
             let summary = manager.start().await;
             t.done(&summary);
             tokio::spawn(manager.run(net_rx));
@@ -291,7 +294,13 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         });
     }
 
+    // etcd, once started, is stopped before the shutdown sequence (whose
+    // SIGTERM sweep would otherwise race the supervisor's restarts).
+    let etcd_slot: Arc<std::sync::Mutex<Option<crate::etcd::Supervisor>>> = Arc::default();
+    let etcd_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let services_reaper = reaper.clone();
     let boot_rest = {
+        let (etcd_slot, etcd_task) = (etcd_slot.clone(), etcd_task.clone());
         let cmdline = cmdline.clone();
         async move {
             let t = Phase::start("config");
@@ -313,6 +322,20 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                     t.done(&format!("loaded from {}", l.origin));
                     log::info!("config: {}", l.config.summary());
                     let _ = net_tx.send(NetEvent::Config(l.config.clone()));
+                    if let Some(reaper) = services_reaper {
+                        let controlplane = l.config.machine_type() == MachineType::Controlplane;
+                        services::mount_var(&reaper, controlplane).await;
+                        if let Some(status) = net_status {
+                            // In a task: etcd may wait for its address, and
+                            // `ready` means PID 1's own boot is done.
+                            let (config, slot) = (l.config.clone(), etcd_slot.clone());
+                            let task = tokio::spawn(async move {
+                                let sup = services::start_etcd(config, reaper, status).await;
+                                *lock(&slot) = sup;
+                            });
+                            *lock(&etcd_task) = Some(task);
+                        }
+                    }
                 }
                 None => t.done("no config (keel.config=none)"),
             }
@@ -343,6 +366,15 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         Some(_) = recv_opt(&mut sigint) => Trigger::CtrlAltDel,
         Some(t) = triggers.recv() => t,
     };
+    if let Some(task) = lock(&etcd_task).take() {
+        task.abort();
+    }
+    let etcd = lock(&etcd_slot).take();
+    if let Some(sup) = etcd {
+        let t = Instant::now();
+        sup.stop().await;
+        log::info!("etcd stopped in {} ms", t.elapsed().as_millis());
+    }
     match reaper {
         Some(r) => shutdown::run(trigger, r).await,
         None => match Reaper::start() {

@@ -113,6 +113,13 @@ impl Manager {
     /// Names every link and applies the plan once: the boot's "links"
     /// phase. Returns a one-line summary.
     pub async fn start(&mut self) -> String {
+        // Loopback first: the kernel gives `lo` 127.0.0.1/8 and ::1 when it
+        // comes up (net/ipv4/devinet.c, inetdev_event), and etcd's client
+        // URL and /etc/hosts' localhost depend on it.
+        match self.rtnl.set_up("lo").await {
+            Ok(()) => log::debug!("network: lo up"),
+            Err(e) => log::error!("network: {e}"),
+        }
         let links = sysfs::read_links(&self.settings.sys_root);
         for l in links.iter().filter(|l| l.device.is_some()) {
             log::info!(

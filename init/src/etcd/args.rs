@@ -1,0 +1,599 @@
+//! etcd's command line, from `cluster.etcd` and what the node knows at run
+//! time.
+//!
+//! [`Plan::from_config`] checks everything that can be checked before etcd
+//! runs and names the config key at fault; [`Plan::args`] then renders the
+//! flags for one start (`new` or `existing`, decided by [`super::rejoin`]).
+//!
+//! Addresses (etcd's "Configuration flags" guide, "Clustering flags"):
+//! - peers: etcd requires `--initial-advertise-peer-urls` to be this
+//!   member's entry in `--initial-cluster`, so the peer URL comes from
+//!   `initialCluster`, and its host must be one of the node's addresses
+//!   (etcd listens there). `listenSubnets` adds more listen addresses;
+//!   `advertisedSubnets`, when set, must select that address. With no
+//!   `initialCluster` (a single-member cluster) the advertised address is
+//!   the first node address `advertisedSubnets` selects, port 2380.
+//! - clients: always on loopback; on the advertised node address too with
+//!   `clientOnNodeAddress` (which [`super::rejoin`] needs on the peers).
+//!
+//! TLS is all or nothing per side: `peer` set means every peer URL is
+//! `https://` and `--peer-client-cert-auth`; `server` set means `https://`
+//! client URLs and `--client-cert-auth`; either needs `ca`. A certificate
+//! or key that does not parse, or a key that is not its certificate's, is
+//! an error naming the key (`cluster.etcd.peer.crt`), never its content.
+//!
+//! `extraArgs` (Talos semantics): a flag Keel owns because other parts of
+//! Keel depend on it (name, data dir, listen URLs, TLS files, the
+//! initial-cluster state and list that rejoin computes) is refused, as
+//! Talos refuses its deny list; any other flag Keel sets (advertise URLs,
+//! token, ...) is replaced by the extra arg's value in place, and the
+//! rest are appended, in name order.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::pki::{self, Material, Pair};
+use crate::config::types::{Cidr, SubnetFilter};
+use crate::config::{CertificateAndKey, Config};
+
+pub const DEFAULT_PEER_PORT: u16 = 2380;
+pub const DEFAULT_CLIENT_PORT: u16 = 2379;
+
+/// Flags `extraArgs` may not set (see the module docs).
+pub const DENIED: &[&str] = &[
+    "name",
+    "data-dir",
+    "listen-peer-urls",
+    "listen-client-urls",
+    "initial-cluster",
+    "initial-cluster-state",
+    "auto-tls",
+    "peer-auto-tls",
+    "client-cert-auth",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "peer-client-cert-auth",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgsError {
+    #[error("cluster.etcd is not set, expected an etcd section on a control-plane node")]
+    NoEtcd,
+    #[error("cannot tell which etcd member this node is, expected cluster.etcd.memberName or machine.network.hostname")]
+    NoMemberName,
+    #[error("this node's member name `{name}` is not in cluster.etcd.initialCluster, expected one of: {members}")]
+    NotInInitialCluster { name: String, members: String },
+    #[error("cluster.etcd.initialCluster: peer URL {url} is both `{first}`'s and `{second}`'s, expected one URL per member")]
+    DuplicatePeerUrl {
+        url: String,
+        first: String,
+        second: String,
+    },
+    #[error("cluster.etcd.initialCluster.{name}: this node's peer URL {url} has a host name, expected an IP address (etcd listens on it)")]
+    PeerHostNotIp { name: String, url: String },
+    #[error("cluster.etcd.initialCluster.{name}: peer URL {url} is not on this node, expected one of its addresses: {addresses}")]
+    PeerAddressNotOnNode {
+        name: String,
+        url: String,
+        addresses: String,
+    },
+    #[error("cluster.etcd.advertisedSubnets ({filters}) does not select {addr}, this node's address in cluster.etcd.initialCluster")]
+    NotAdvertised { addr: IpAddr, filters: String },
+    #[error("no node address for etcd to advertise, expected an address{filtered}")]
+    NoNodeAddress { filtered: String },
+    #[error("cluster.etcd.initialCluster.{name}: peer URL {url} is {scheme}:// but cluster.etcd.peer is {peer}, expected {want}://")]
+    PeerScheme {
+        name: String,
+        url: String,
+        scheme: &'static str,
+        peer: &'static str,
+        want: &'static str,
+    },
+    #[error("cluster.etcd.{which} is set but cluster.etcd.ca is not, expected the CA that verifies the other side's certificates")]
+    MissingCa { which: &'static str },
+    #[error("cluster.etcd.ca is set but neither cluster.etcd.peer nor cluster.etcd.server is; Keel does not issue certificates, expected both")]
+    CaWithoutCertificates,
+    #[error("{key} is not a usable certificate: {reason}")]
+    BadCertificate { key: String, reason: String },
+    #[error("{key} is not a usable private key: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error("{key} does not belong to the certificate in {crt}")]
+    KeyMismatch { key: String, crt: String },
+    #[error(
+        "cluster.etcd.extraArgs.{name}: Keel sets --{name} itself, expected it not in extraArgs"
+    )]
+    DeniedExtraArg { name: String },
+    #[error(
+        "cluster.etcd.extraArgs: {name:?} is not a flag name, expected letters, digits and `-`"
+    )]
+    BadExtraArg { name: String },
+}
+
+/// What the node knows at run time, and where Keel keeps etcd's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// The node's addresses, in the order the network reports them.
+    pub addresses: Vec<IpAddr>,
+    pub data_dir: PathBuf,
+    pub pki_dir: PathBuf,
+    /// The client port on the node address (and on the peers, for rejoin).
+    pub client_port: u16,
+    /// The loopback client address (one member per host in production; the
+    /// host tests run three on one host and move it).
+    pub local_client: SocketAddr,
+}
+
+impl Runtime {
+    pub fn new(addresses: Vec<IpAddr>, data_dir: PathBuf, pki_dir: PathBuf) -> Runtime {
+        Runtime {
+            addresses,
+            data_dir,
+            pki_dir,
+            client_port: DEFAULT_CLIENT_PORT,
+            local_client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_CLIENT_PORT),
+        }
+    }
+}
+
+/// A member as in `--initial-cluster`: `name=peer_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub peer_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        }
+    }
+}
+
+/// How to start etcd this time (see [`super::rejoin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub state: ClusterState,
+    pub initial_cluster: Vec<Member>,
+}
+
+/// TLS for Keel's own etcd client (health probe, rejoin): the CA, and the
+/// identity it presents when etcd asks for a client certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: String,
+    pub identity: Option<Pair>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientTls {{ identity: {} }}", self.identity.is_some())
+    }
+}
+
+/// Everything etcd's command line is made of, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    /// This member's peer URL (`--initial-advertise-peer-urls`).
+    pub peer_url: String,
+    pub listen_peer_urls: Vec<String>,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    /// The founding members, `initialCluster` (or just this node).
+    pub initial_cluster: Vec<Member>,
+    pub token: String,
+    pub data_dir: PathBuf,
+    pub pki_dir: PathBuf,
+    /// What [`super::pki::write`] puts into `pki_dir`.
+    pub tls: Option<Material>,
+    /// The client endpoint on this node (loopback), for the health probe.
+    pub local_endpoint: String,
+    /// The other founding members' client endpoints (node address and
+    /// client port), for rejoin: `(name, endpoint)`.
+    pub peer_endpoints: Vec<(String, String)>,
+    pub client_tls: Option<ClientTls>,
+    /// `extraArgs`, names without dashes.
+    pub extra_args: BTreeMap<String, String>,
+}
+
+impl Plan {
+    pub fn from_config(config: &Config, rt: &Runtime) -> Result<Plan, ArgsError> {
+        let etcd = config.cluster.etcd.as_ref().ok_or(ArgsError::NoEtcd)?;
+        let tls = material(etcd)?;
+        let peer_tls = etcd.peer.is_some();
+        let client_scheme = if etcd.server.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let name = config.etcd_member_name().map(str::to_owned);
+
+        let (name, peer_url, addr, peer_port, initial_cluster) = if etcd.initial_cluster.is_empty()
+        {
+            let name = name.unwrap_or_else(|| "default".to_owned());
+            let addr = rt
+                .addresses
+                .iter()
+                .copied()
+                .find(|a| selected(&etcd.advertised_subnets, *a))
+                .ok_or_else(|| ArgsError::NoNodeAddress {
+                    filtered: if etcd.advertised_subnets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", filters(&etcd.advertised_subnets))
+                    },
+                })?;
+            let scheme = if peer_tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}", SocketAddr::new(addr, DEFAULT_PEER_PORT));
+            let members = vec![Member {
+                name: name.clone(),
+                peer_url: url.clone(),
+            }];
+            (name, url, addr, DEFAULT_PEER_PORT, members)
+        } else {
+            let name = name.ok_or(ArgsError::NoMemberName)?;
+            let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+            let mut members = Vec::new();
+            for (n, url) in &etcd.initial_cluster {
+                if let Some(first) = seen.insert(url.as_str(), n.as_str()) {
+                    return Err(ArgsError::DuplicatePeerUrl {
+                        url: url.to_string(),
+                        first: first.to_owned(),
+                        second: n.to_string(),
+                    });
+                }
+                if url.is_tls() != peer_tls {
+                    let s = |tls| if tls { "https" } else { "http" };
+                    return Err(ArgsError::PeerScheme {
+                        name: n.to_string(),
+                        url: url.to_string(),
+                        scheme: s(url.is_tls()),
+                        peer: if peer_tls { "set" } else { "not set" },
+                        want: s(peer_tls),
+                    });
+                }
+                members.push(Member {
+                    name: n.to_string(),
+                    peer_url: url.to_string(),
+                });
+            }
+            let Some((_, url)) = etcd
+                .initial_cluster
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+            else {
+                let members: Vec<&str> = etcd.initial_cluster.keys().map(|k| k.as_str()).collect();
+                return Err(ArgsError::NotInInitialCluster {
+                    name,
+                    members: members.join(", "),
+                });
+            };
+            let addr: IpAddr = url.host().parse().map_err(|_| ArgsError::PeerHostNotIp {
+                name: name.clone(),
+                url: url.to_string(),
+            })?;
+            if !rt.addresses.contains(&addr) {
+                return Err(ArgsError::PeerAddressNotOnNode {
+                    name,
+                    url: url.to_string(),
+                    addresses: list(&rt.addresses),
+                });
+            }
+            if !selected(&etcd.advertised_subnets, addr) {
+                return Err(ArgsError::NotAdvertised {
+                    addr,
+                    filters: filters(&etcd.advertised_subnets),
+                });
+            }
+            (name, url.to_string(), addr, url.port(), members)
+        };
+        let peer_scheme = if peer_tls { "https" } else { "http" };
+
+        // Listen on the advertised address plus whatever listenSubnets
+        // selects (none unless set).
+        let mut listen_addrs = vec![addr];
+        if !etcd.listen_subnets.is_empty() {
+            for a in &rt.addresses {
+                if selected(&etcd.listen_subnets, *a) && !listen_addrs.contains(a) {
+                    listen_addrs.push(*a);
+                }
+            }
+        }
+        let url =
+            |scheme: &str, a: IpAddr, port: u16| format!("{scheme}://{}", SocketAddr::new(a, port));
+        let listen_peer_urls = listen_addrs
+            .iter()
+            .map(|a| url(peer_scheme, *a, peer_port))
+            .collect();
+        let local_endpoint = format!("{client_scheme}://{}", rt.local_client);
+        let mut listen_client_urls = vec![local_endpoint.clone()];
+        let advertise_client_urls = if etcd.client_on_node_address {
+            for a in &listen_addrs {
+                listen_client_urls.push(url(client_scheme, *a, rt.client_port));
+            }
+            vec![url(client_scheme, addr, rt.client_port)]
+        } else {
+            vec![local_endpoint.clone()]
+        };
+
+        let peer_endpoints = etcd
+            .initial_cluster
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(n, u)| {
+                let host = if u.host().contains(':') {
+                    format!("[{}]", u.host())
+                } else {
+                    u.host().to_owned()
+                };
+                (
+                    n.to_string(),
+                    format!("{client_scheme}://{host}:{}", rt.client_port),
+                )
+            })
+            .collect();
+
+        let client_tls = tls.as_ref().map(|m| ClientTls {
+            ca: m.ca.clone(),
+            // The peer certificate carries clientAuth (etcd's peers dial
+            // each other with it); the server one may not.
+            identity: m.peer.clone().or_else(|| m.server.clone()),
+        });
+
+        let mut extra_args = BTreeMap::new();
+        for (k, v) in &etcd.extra_args {
+            let flag = k.trim_start_matches('-');
+            if flag.is_empty() || !flag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(ArgsError::BadExtraArg { name: k.clone() });
+            }
+            if DENIED.contains(&flag) {
+                return Err(ArgsError::DeniedExtraArg {
+                    name: flag.to_owned(),
+                });
+            }
+            extra_args.insert(flag.to_owned(), v.clone());
+        }
+
+        Ok(Plan {
+            name,
+            peer_url,
+            listen_peer_urls,
+            listen_client_urls,
+            advertise_client_urls,
+            initial_cluster,
+            token: etcd.initial_cluster_token.clone(),
+            data_dir: rt.data_dir.clone(),
+            pki_dir: rt.pki_dir.clone(),
+            tls,
+            local_endpoint,
+            peer_endpoints,
+            client_tls,
+            extra_args,
+        })
+    }
+
+    /// The static start: `new`, with the founding members.
+    pub fn static_start(&self) -> Start {
+        Start {
+            state: ClusterState::New,
+            initial_cluster: self.initial_cluster.clone(),
+        }
+    }
+
+    /// The extra args that replace a flag Keel sets (for a warning).
+    pub fn overridden(&self) -> Vec<&str> {
+        let start = self.static_start();
+        let keel = self.keel_flags(&start);
+        self.extra_args
+            .keys()
+            .filter(|k| keel.iter().any(|(f, _)| f == *k))
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn keel_flags(&self, start: &Start) -> Vec<(String, String)> {
+        let join = |v: &[String]| v.join(",");
+        let cluster: Vec<String> = start
+            .initial_cluster
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        let mut flags: Vec<(&str, String)> = vec![
+            ("name", self.name.clone()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("listen-peer-urls", join(&self.listen_peer_urls)),
+            ("initial-advertise-peer-urls", self.peer_url.clone()),
+            ("listen-client-urls", join(&self.listen_client_urls)),
+            ("advertise-client-urls", join(&self.advertise_client_urls)),
+            ("initial-cluster", join(&cluster)),
+            ("initial-cluster-state", start.state.as_str().to_owned()),
+            ("initial-cluster-token", self.token.clone()),
+        ];
+        if let Some(tls) = &self.tls {
+            let file = |name: &str| path_str(&self.pki_dir.join(name));
+            if tls.server.is_some() {
+                flags.push(("client-cert-auth", "true".to_owned()));
+                flags.push(("cert-file", file(pki::SERVER_CRT)));
+                flags.push(("key-file", file(pki::SERVER_KEY)));
+                flags.push(("trusted-ca-file", file(pki::CA_CRT)));
+            }
+            if tls.peer.is_some() {
+                flags.push(("peer-client-cert-auth", "true".to_owned()));
+                flags.push(("peer-cert-file", file(pki::PEER_CRT)));
+                flags.push(("peer-key-file", file(pki::PEER_KEY)));
+                flags.push(("peer-trusted-ca-file", file(pki::CA_CRT)));
+            }
+        }
+        flags.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// etcd's arguments (without the program name) for one start.
+    pub fn args(&self, start: &Start) -> Vec<String> {
+        let mut flags = self.keel_flags(start);
+        for (k, v) in &self.extra_args {
+            match flags.iter_mut().find(|(f, _)| f == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => flags.push((k.clone(), v.clone())),
+            }
+        }
+        flags
+            .into_iter()
+            .map(|(k, v)| format!("--{k}={v}"))
+            .collect()
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn list(addrs: &[IpAddr]) -> String {
+    if addrs.is_empty() {
+        return "(none)".to_owned();
+    }
+    let v: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    v.join(", ")
+}
+
+fn filters(f: &[SubnetFilter]) -> String {
+    let v: Vec<String> = f.iter().map(|f| f.to_string()).collect();
+    v.join(", ")
+}
+
+fn contains(c: &Cidr, ip: IpAddr) -> bool {
+    match (c.addr(), ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let bits = u32::from(c.prefix().min(32));
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let bits = u32::from(c.prefix().min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Talos's subnet filters: selected when some plain filter contains the
+/// address (or there is none) and no `!` filter does.
+fn selected(f: &[SubnetFilter], ip: IpAddr) -> bool {
+    let mut includes = f.iter().filter(|s| !s.exclude).peekable();
+    let included = includes.peek().is_none() || includes.any(|s| contains(&s.cidr, ip));
+    included && !f.iter().any(|s| s.exclude && contains(&s.cidr, ip))
+}
+
+/// Checks and collects the TLS material.
+fn material(etcd: &crate::config::Etcd) -> Result<Option<Material>, ArgsError> {
+    if etcd.peer.is_none() && etcd.server.is_none() {
+        return match etcd.ca {
+            Some(_) => Err(ArgsError::CaWithoutCertificates),
+            None => Ok(None),
+        };
+    }
+    let Some(ca) = &etcd.ca else {
+        let which = if etcd.peer.is_some() {
+            "peer"
+        } else {
+            "server"
+        };
+        return Err(ArgsError::MissingCa { which });
+    };
+    check_ca(ca.crt.pem(), "cluster.etcd.ca.crt")?;
+    let pair = |p: &Option<CertificateAndKey>, which: &str| -> Result<Option<Pair>, ArgsError> {
+        let Some(p) = p else { return Ok(None) };
+        check_pair(
+            p.crt.pem(),
+            p.key.pem(),
+            &format!("cluster.etcd.{which}.crt"),
+            &format!("cluster.etcd.{which}.key"),
+        )?;
+        Ok(Some(Pair {
+            crt: p.crt.pem().to_owned(),
+            key: p.key.pem().to_owned(),
+        }))
+    };
+    Ok(Some(Material {
+        ca: ca.crt.pem().to_owned(),
+        peer: pair(&etcd.peer, "peer")?,
+        server: pair(&etcd.server, "server")?,
+    }))
+}
+
+fn cert_der(pem: &str, key: &str) -> Result<CertificateDer<'static>, ArgsError> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| ArgsError::BadCertificate {
+        key: key.to_owned(),
+        reason: format!("no PEM CERTIFICATE block ({e})"),
+    })
+}
+
+/// The CA must parse as an X.509 trust anchor.
+fn check_ca(pem: &str, key: &str) -> Result<(), ArgsError> {
+    let der = cert_der(pem, key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).map_err(|e| ArgsError::BadCertificate {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The certificate must parse, the key must be one ring can sign with, and
+/// the key's public half must be the certificate's.
+pub(crate) fn check_pair(
+    crt_pem: &str,
+    key_pem: &str,
+    crt: &str,
+    key: &str,
+) -> Result<(), ArgsError> {
+    let der = cert_der(crt_pem, crt)?;
+    let bad_cert = |e: rustls::Error| ArgsError::BadCertificate {
+        key: crt.to_owned(),
+        reason: e.to_string(),
+    };
+    // The error text of a failed key parse never echoes key bytes.
+    let key_der =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| ArgsError::BadKey {
+            key: key.to_owned(),
+            reason: "no PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block".to_owned(),
+        })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
+        ArgsError::BadKey {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let certified = rustls::sign::CertifiedKey::new(vec![der], signing);
+    match certified.keys_match() {
+        Ok(()) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(ArgsError::KeyMismatch {
+                key: key.to_owned(),
+                crt: crt.to_owned(),
+            })
+        }
+        // ring cannot tell for this key type: etcd will.
+        Err(rustls::Error::InconsistentKeys(_)) => Ok(()),
+        Err(e) => Err(bad_cert(e)),
+    }
+}
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

@@ -1,0 +1,344 @@
+//! Tables: config text and node addresses → etcd flags, or the error.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use base64::Engine;
+
+use super::*;
+use crate::config::types::MemberName;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A CA and two leaf certificates signed by it (PEM), made with rcgen.
+struct Certs {
+    ca: String,
+    peer: (String, String),
+    server: (String, String),
+    other_key: String,
+}
+
+fn certs() -> Certs {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = || {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["10.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Certs {
+        ca: ca.pem(),
+        peer: leaf(),
+        server: leaf(),
+        other_key: KeyPair::generate().unwrap().serialize_pem(),
+    }
+}
+
+const THREE: &str = "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    initialCluster:\n      node1: http://10.0.0.1:2380\n      node2: http://10.0.0.2:2380\n      node3: http://10.0.0.3:2380\n";
+
+fn rt(addrs: &[&str]) -> Runtime {
+    Runtime::new(
+        addrs.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),
+        PathBuf::from("/var/lib/etcd"),
+        PathBuf::from("/pki"),
+    )
+}
+
+fn plan(yaml: &str, addrs: &[&str]) -> Result<Plan, ArgsError> {
+    let parsed = crate::config::parse(yaml).unwrap_or_else(|e| panic!("{yaml}\n{e}"));
+    Plan::from_config(&parsed.config, &rt(addrs))
+}
+
+const BASE_ARGS: &[&str] = &[
+    "--name=node1",
+    "--data-dir=/var/lib/etcd",
+    "--listen-peer-urls=http://10.0.0.1:2380",
+    "--initial-advertise-peer-urls=http://10.0.0.1:2380",
+];
+
+#[test]
+fn rendering() {
+    let cluster3 = "--initial-cluster=node1=http://10.0.0.1:2380,node2=http://10.0.0.2:2380,node3=http://10.0.0.3:2380";
+    let tail = [
+        cluster3,
+        "--initial-cluster-state=new",
+        "--initial-cluster-token=keel",
+    ];
+    let loopback_only = [
+        "--listen-client-urls=http://127.0.0.1:2379",
+        "--advertise-client-urls=http://127.0.0.1:2379",
+    ];
+    let cat = |parts: &[&[&str]]| -> Vec<String> {
+        parts
+            .iter()
+            .flat_map(|p| p.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let cases: Vec<(&str, String, Vec<&str>, Vec<String>)> = vec![
+        (
+            "static 3 members, clients on loopback",
+            THREE.to_owned(),
+            vec!["10.0.0.1"],
+            cat(&[BASE_ARGS, &loopback_only, &tail]),
+        ),
+        (
+            "the node address is found among several",
+            THREE.to_owned(),
+            vec!["192.168.1.5", "10.0.0.1"],
+            cat(&[BASE_ARGS, &loopback_only, &tail]),
+        ),
+        (
+            "memberName wins over hostname; clients on the node address too",
+            THREE.replace("  etcd:\n", "  etcd:\n    memberName: node1\n    clientOnNodeAddress: true\n    initialClusterToken: prod\n")
+                .replace("hostname: node1", "hostname: other"),
+            vec!["10.0.0.1"],
+            cat(&[
+                BASE_ARGS,
+                &[
+                    "--listen-client-urls=http://127.0.0.1:2379,http://10.0.0.1:2379",
+                    "--advertise-client-urls=http://10.0.0.1:2379",
+                    cluster3,
+                    "--initial-cluster-state=new",
+                    "--initial-cluster-token=prod",
+                ],
+            ]),
+        ),
+        (
+            "extraArgs replace in place, append the rest in name order",
+            THREE.replace(
+                "  etcd:\n",
+                "  etcd:\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n      --advertise-client-urls: http://10.0.0.1:2379\n      auto-compaction-retention: \"1\"\n",
+            ),
+            vec!["10.0.0.1"],
+            cat(&[
+                BASE_ARGS,
+                &[
+                    "--listen-client-urls=http://127.0.0.1:2379",
+                    "--advertise-client-urls=http://10.0.0.1:2379",
+                ],
+                &tail,
+                &["--auto-compaction-retention=1", "--quota-backend-bytes=67108864"],
+            ]),
+        ),
+        (
+            "listenSubnets adds addresses; peer port from the URL",
+            "machine:\n  network:\n    hostname: a\ncluster:\n  etcd:\n    listenSubnets: [10.0.0.0/8, \"!10.9.0.0/16\"]\n    initialCluster:\n      a: http://10.0.0.1:12380\n".to_owned(),
+            vec!["10.0.0.1", "10.1.0.1", "10.9.0.1", "192.168.0.1"],
+            vec![
+                "--name=a".into(),
+                "--data-dir=/var/lib/etcd".into(),
+                "--listen-peer-urls=http://10.0.0.1:12380,http://10.1.0.1:12380".into(),
+                "--initial-advertise-peer-urls=http://10.0.0.1:12380".into(),
+                loopback_only[0].into(),
+                loopback_only[1].into(),
+                "--initial-cluster=a=http://10.0.0.1:12380".into(),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=keel".into(),
+            ],
+        ),
+        (
+            "single member without initialCluster: advertisedSubnets picks the address",
+            "machine:\n  network:\n    hostname: solo\ncluster:\n  etcd:\n    advertisedSubnets: [\"!10.0.0.0/8\"]\n".to_owned(),
+            vec!["10.0.0.1", "192.168.0.7"],
+            vec![
+                "--name=solo".into(),
+                "--data-dir=/var/lib/etcd".into(),
+                "--listen-peer-urls=http://192.168.0.7:2380".into(),
+                "--initial-advertise-peer-urls=http://192.168.0.7:2380".into(),
+                loopback_only[0].into(),
+                loopback_only[1].into(),
+                "--initial-cluster=solo=http://192.168.0.7:2380".into(),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=keel".into(),
+            ],
+        ),
+        (
+            "IPv6 peer URL",
+            "cluster:\n  etcd:\n    memberName: v6\n    clientOnNodeAddress: true\n    initialCluster:\n      v6: http://[fd00::1]:2380\n".to_owned(),
+            vec!["fd00::1"],
+            vec![
+                "--name=v6".into(),
+                "--data-dir=/var/lib/etcd".into(),
+                "--listen-peer-urls=http://[fd00::1]:2380".into(),
+                "--initial-advertise-peer-urls=http://[fd00::1]:2380".into(),
+                "--listen-client-urls=http://127.0.0.1:2379,http://[fd00::1]:2379".into(),
+                "--advertise-client-urls=http://[fd00::1]:2379".into(),
+                "--initial-cluster=v6=http://[fd00::1]:2380".into(),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=keel".into(),
+            ],
+        ),
+    ];
+    for (what, yaml, addrs, want) in cases {
+        let p = plan(&yaml, &addrs).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(p.args(&p.static_start()), want, "{what}");
+    }
+}
+
+#[test]
+fn existing_start_and_endpoints() {
+    let yaml = THREE.replace("  etcd:\n", "  etcd:\n    clientOnNodeAddress: true\n");
+    let p = plan(&yaml, &["10.0.0.1"]).unwrap();
+    let start = Start {
+        state: ClusterState::Existing,
+        initial_cluster: vec![
+            Member {
+                name: "node2".into(),
+                peer_url: "http://10.0.0.2:2380".into(),
+            },
+            Member {
+                name: "node1".into(),
+                peer_url: "http://10.0.0.1:2380".into(),
+            },
+        ],
+    };
+    let args = p.args(&start);
+    assert!(args.contains(&"--initial-cluster-state=existing".to_owned()));
+    assert!(args.contains(
+        &"--initial-cluster=node2=http://10.0.0.2:2380,node1=http://10.0.0.1:2380".to_owned()
+    ));
+    assert_eq!(p.local_endpoint, "http://127.0.0.1:2379");
+    assert_eq!(
+        p.peer_endpoints,
+        [
+            ("node2".to_owned(), "http://10.0.0.2:2379".to_owned()),
+            ("node3".to_owned(), "http://10.0.0.3:2379".to_owned()),
+        ]
+    );
+    assert!(p.overridden().is_empty());
+}
+
+fn tls_yaml(ca: &str, peer: (&str, &str), server: (&str, &str)) -> String {
+    format!(
+        "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    ca:\n      crt: {}\n    peer:\n      crt: {}\n      key: {}\n    server:\n      crt: {}\n      key: {}\n    initialCluster:\n      node1: https://10.0.0.1:2380\n      node2: https://10.0.0.2:2380\n",
+        b64(ca),
+        b64(peer.0),
+        b64(peer.1),
+        b64(server.0),
+        b64(server.1),
+    )
+}
+
+#[test]
+fn tls_flags_and_client_identity() {
+    let c = certs();
+    let yaml = tls_yaml(&c.ca, (&c.peer.0, &c.peer.1), (&c.server.0, &c.server.1));
+    let p = plan(&yaml, &["10.0.0.1"]).unwrap();
+    let args = p.args(&p.static_start());
+    let want = [
+        "--listen-client-urls=https://127.0.0.1:2379",
+        "--client-cert-auth=true",
+        "--cert-file=/pki/server.crt",
+        "--key-file=/pki/server.key",
+        "--trusted-ca-file=/pki/ca.crt",
+        "--peer-client-cert-auth=true",
+        "--peer-cert-file=/pki/peer.crt",
+        "--peer-key-file=/pki/peer.key",
+        "--peer-trusted-ca-file=/pki/ca.crt",
+    ];
+    for w in want {
+        assert!(args.contains(&w.to_owned()), "{w} missing from {args:?}");
+    }
+    let m = p.tls.as_ref().unwrap();
+    assert_eq!(m.peer.as_ref().unwrap().key, c.peer.1);
+    let id = p.client_tls.as_ref().unwrap().identity.as_ref().unwrap();
+    assert_eq!(id.crt, c.peer.0, "the client presents the peer certificate");
+    assert_eq!(p.peer_endpoints[0].1, "https://10.0.0.2:2379");
+}
+
+#[test]
+fn errors() {
+    let c = certs();
+    let garbage_cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let garbage_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+    let peer = (c.peer.0.as_str(), c.peer.1.as_str());
+    let server = (c.server.0.as_str(), c.server.1.as_str());
+    let cases: Vec<(&str, String, Vec<&str>, &str)> = vec![
+        ("peer URL not on this node", THREE.to_owned(), vec!["10.0.0.9"],
+            "cluster.etcd.initialCluster.node1: peer URL http://10.0.0.1:2380 is not on this node, expected one of its addresses: 10.0.0.9"),
+        ("no addresses at all", THREE.to_owned(), vec![],
+            "expected one of its addresses: (none)"),
+        ("host name for this node", THREE.replace("http://10.0.0.1:2380", "http://node1.example:2380"), vec!["10.0.0.1"],
+            "cluster.etcd.initialCluster.node1: this node's peer URL http://node1.example:2380 has a host name, expected an IP address"),
+        ("advertisedSubnets excludes the address", THREE.replace("  etcd:\n", "  etcd:\n    advertisedSubnets: [\"!10.0.0.0/24\"]\n"), vec!["10.0.0.1"],
+            "cluster.etcd.advertisedSubnets (!10.0.0.0/24) does not select 10.0.0.1"),
+        ("single member, nothing selected", "cluster:\n  etcd:\n    advertisedSubnets: [172.16.0.0/12]\n".to_owned(), vec!["10.0.0.1"],
+            "no node address for etcd to advertise, expected an address in 172.16.0.0/12"),
+        ("https peer URL without peer TLS", THREE.replace("node2: http://", "node2: https://"), vec!["10.0.0.1"],
+            "cluster.etcd.initialCluster.node2: peer URL https://10.0.0.2:2380 is https:// but cluster.etcd.peer is not set, expected http://"),
+        ("http peer URL with peer TLS", tls_yaml(&c.ca, peer, server).replace("node2: https://", "node2: http://"), vec!["10.0.0.1"],
+            "cluster.etcd.initialCluster.node2: peer URL http://10.0.0.2:2380 is http:// but cluster.etcd.peer is set, expected https://"),
+        ("peer without CA", tls_yaml(&c.ca, peer, server).replace(&format!("    ca:\n      crt: {}\n", b64(&c.ca)), ""), vec!["10.0.0.1"],
+            "cluster.etcd.peer is set but cluster.etcd.ca is not"),
+        ("CA alone", THREE.replace("  etcd:\n", &format!("  etcd:\n    ca:\n      crt: {}\n", b64(&c.ca))), vec!["10.0.0.1"],
+            "cluster.etcd.ca is set but neither cluster.etcd.peer nor cluster.etcd.server is"),
+        ("CA that does not parse", tls_yaml(garbage_cert, peer, server), vec!["10.0.0.1"],
+            "cluster.etcd.ca.crt is not a usable certificate"),
+        ("peer certificate that does not parse", tls_yaml(&c.ca, (garbage_cert, peer.1), server), vec!["10.0.0.1"],
+            "cluster.etcd.peer.crt is not a usable certificate"),
+        ("server key that does not parse", tls_yaml(&c.ca, peer, (server.0, garbage_key)), vec!["10.0.0.1"],
+            "cluster.etcd.server.key is not a usable private key"),
+        ("peer key of another certificate", tls_yaml(&c.ca, (peer.0, &c.other_key), server), vec!["10.0.0.1"],
+            "cluster.etcd.peer.key does not belong to the certificate in cluster.etcd.peer.crt"),
+        ("extra arg Keel owns", THREE.replace("  etcd:\n", "  etcd:\n    extraArgs:\n      data-dir: /tmp\n"), vec!["10.0.0.1"],
+            "cluster.etcd.extraArgs.data-dir: Keel sets --data-dir itself"),
+        ("extra arg that is no flag", THREE.replace("  etcd:\n", "  etcd:\n    extraArgs:\n      \"a b\": x\n"), vec!["10.0.0.1"],
+            "cluster.etcd.extraArgs: \"a b\" is not a flag name"),
+        ("no etcd section", "machine:\n  type: controlplane\n".to_owned(), vec!["10.0.0.1"],
+            "cluster.etcd is not set"),
+    ];
+    for (what, yaml, addrs, want) in cases {
+        match plan(&yaml, &addrs) {
+            Ok(p) => panic!("{what}: expected an error, got {p:?}"),
+            Err(e) => assert!(e.to_string().contains(want), "{what}: {e}"),
+        }
+    }
+}
+
+/// Errors the config layer already reports, for configs built in code.
+#[test]
+fn errors_behind_the_config_layer() {
+    let parsed = crate::config::parse(THREE).unwrap();
+    let mut cfg = parsed.config;
+    let etcd = cfg.cluster.etcd.as_mut().unwrap();
+    etcd.member_name = Some(MemberName::try_from("node9".to_owned()).unwrap());
+    let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
+    assert_eq!(
+        e,
+        ArgsError::NotInInitialCluster {
+            name: "node9".into(),
+            members: "node1, node2, node3".into()
+        }
+    );
+
+    let mut cfg = crate::config::parse(THREE).unwrap().config;
+    let etcd = cfg.cluster.etcd.as_mut().unwrap();
+    let url = etcd.initial_cluster.values().next().unwrap().clone();
+    let last = etcd.initial_cluster.keys().last().unwrap().clone();
+    etcd.initial_cluster.insert(last, url);
+    let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
+    assert!(matches!(e, ArgsError::DuplicatePeerUrl { .. }), "{e}");
+
+    let mut cfg = crate::config::parse(THREE).unwrap().config;
+    cfg.machine.network.hostname = None;
+    let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
+    assert_eq!(e, ArgsError::NoMemberName);
+}
+
+#[test]
+fn key_material_never_in_errors_or_debug() {
+    let c = certs();
+    let yaml = tls_yaml(&c.ca, (&c.peer.0, &c.other_key), (&c.server.0, &c.server.1));
+    let e = plan(&yaml, &["10.0.0.1"]).unwrap_err().to_string();
+    assert!(!e.contains("PRIVATE"), "{e}");
+    let ok = tls_yaml(&c.ca, (&c.peer.0, &c.peer.1), (&c.server.0, &c.server.1));
+    let dbg = format!("{:?}", plan(&ok, &["10.0.0.1"]).unwrap());
+    assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+}

@@ -1,0 +1,307 @@
+//! Is etcd serving? A quorum read every couple of seconds, and the state the
+//! VIP loop watches.
+//!
+//! The probe is a linearizable `Get` (etcd-client's default `GetOptions`:
+//! `serializable = false`), which etcd answers only after confirming with a
+//! quorum through the leader (etcd API guarantees: "linearizable reads ...
+//! go through consensus"); a member cut off from its peers fails it even
+//! though its process is up. That is what the VIP loop needs: it must not
+//! hold the shared IP on a node whose etcd cannot reach a majority. The key
+//! read, `health`, is the one `etcdctl endpoint health` reads.
+//!
+//! The state is a pure function of the previous state and one event
+//! ([`next`]), so the transitions are a table test; the supervisor and the
+//! probe task both apply events to one `watch::Sender`, and a stale probe
+//! result that lands after etcd exited is ignored by the table.
+
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use super::args::ClientTls;
+
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The key the probe reads (it need not exist).
+pub const PROBE_KEY: &str = "health";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// etcd was spawned and has not answered a quorum read yet.
+    Starting,
+    /// The last probe succeeded.
+    Healthy,
+    /// A probe failed after etcd had been healthy.
+    Unhealthy,
+    /// etcd exited; the supervisor waits out the backoff (or rejoins).
+    Restarting,
+    /// Stopped for shutdown; final.
+    Stopped,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Restarting => "restarting",
+            Health::Stopped => "stopped",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Spawned,
+    ProbeOk,
+    ProbeFailed,
+    Exited,
+    Stopped,
+}
+
+/// The state after `event`.
+pub fn next(prev: Health, event: Event) -> Health {
+    use Event as E;
+    use Health as H;
+    match (prev, event) {
+        (H::Stopped, _) => H::Stopped,
+        (_, E::Stopped) => H::Stopped,
+        (_, E::Exited) => H::Restarting,
+        (_, E::Spawned) => H::Starting,
+        // Probe results count only while etcd runs.
+        (H::Restarting, E::ProbeOk | E::ProbeFailed) => H::Restarting,
+        (H::Starting | H::Healthy | H::Unhealthy, E::ProbeOk) => H::Healthy,
+        // A member forming its cluster fails reads until quorum: that is
+        // still starting, not a fault.
+        (H::Starting, E::ProbeFailed) => H::Starting,
+        (H::Healthy | H::Unhealthy, E::ProbeFailed) => H::Unhealthy,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot connect to etcd at {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("quorum read from {endpoint} failed: {source}")]
+    Read {
+        endpoint: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("quorum read from {endpoint} timed out after {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+}
+
+/// Connection options for Keel's etcd clients: per-request and connect
+/// timeouts, and TLS when the config has certificates.
+pub fn options(tls: Option<&ClientTls>, timeout: Duration) -> ConnectOptions {
+    let mut opts = ConnectOptions::new()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout);
+    if let Some(t) = tls {
+        let mut cfg = TlsOptions::new().ca_certificate(Certificate::from_pem(&t.ca));
+        if let Some(id) = &t.identity {
+            cfg = cfg.identity(Identity::from_pem(&id.crt, &id.key));
+        }
+        opts = opts.with_tls(cfg);
+    }
+    opts
+}
+
+/// A client for `endpoint` (the connection itself is made lazily).
+pub async fn connect(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<Client, ProbeError> {
+    let connect = Client::connect([endpoint], Some(options(tls, timeout)));
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(source)) => Err(ProbeError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ProbeError::Timeout {
+            endpoint: endpoint.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+/// One linearizable read through `client`.
+pub async fn probe(
+    client: &mut Client,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    match tokio::time::timeout(timeout, client.get(PROBE_KEY, None)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(source)) => Err(ProbeError::Read {
+            endpoint: endpoint.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ProbeError::Timeout {
+            endpoint: endpoint.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+/// One probe through `client`, connecting first when there is none; a
+/// failure drops the client, so a restarted etcd or a refused handshake
+/// does not leave a broken channel behind.
+async fn attempt(
+    client: &mut Option<Client>,
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let c = match client {
+        Some(c) => c,
+        None => client.insert(connect(endpoint, tls, timeout).await?),
+    };
+    let r = probe(c, endpoint, timeout).await;
+    if r.is_err() {
+        *client = None;
+    }
+    r
+}
+
+/// How long to wait before the one retry of a failed probe.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Probes `endpoint` every `interval` forever, applying each result to
+/// `state`. A failed probe is retried once after 200 ms before it counts:
+/// etcd fails reads for a moment during a leader election ("etcdserver:
+/// leader changed", which etcd's own clients retry), and the VIP loop
+/// should not resign over that. Transitions are logged; repeated identical
+/// failures only at debug level.
+pub async fn run(
+    endpoint: String,
+    tls: Option<ClientTls>,
+    interval: Duration,
+    timeout: Duration,
+    state: tokio::sync::watch::Sender<Health>,
+) {
+    let mut client: Option<Client> = None;
+    let mut last_error: Option<String> = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
+        if result.is_err() {
+            tokio::time::sleep(RETRY_AFTER).await;
+            result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
+        }
+        let event = match &result {
+            Ok(()) => Event::ProbeOk,
+            Err(_) => Event::ProbeFailed,
+        };
+        match &result {
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    log::debug!("etcd health: {text}");
+                    last_error = Some(text);
+                }
+            }
+            Ok(()) => last_error = None,
+        }
+        state.send_if_modified(|h| {
+            let n = next(*h, event);
+            if n == *h {
+                return false;
+            }
+            match n {
+                Health::Healthy => log::info!("etcd is {n} (was {h})"),
+                _ => log::warn!(
+                    "etcd is {n} (was {h}): {}",
+                    last_error.as_deref().unwrap_or("")
+                ),
+            }
+            *h = n;
+            true
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Event as E;
+    use Health as H;
+
+    #[test]
+    fn transitions() {
+        let table: &[(Health, Event, Health)] = &[
+            (H::Starting, E::ProbeFailed, H::Starting),
+            (H::Starting, E::ProbeOk, H::Healthy),
+            (H::Healthy, E::ProbeOk, H::Healthy),
+            (H::Healthy, E::ProbeFailed, H::Unhealthy),
+            (H::Unhealthy, E::ProbeFailed, H::Unhealthy),
+            (H::Unhealthy, E::ProbeOk, H::Healthy),
+            (H::Starting, E::Exited, H::Restarting),
+            (H::Healthy, E::Exited, H::Restarting),
+            (H::Unhealthy, E::Exited, H::Restarting),
+            // A probe in flight when etcd exited changes nothing.
+            (H::Restarting, E::ProbeOk, H::Restarting),
+            (H::Restarting, E::ProbeFailed, H::Restarting),
+            (H::Restarting, E::Spawned, H::Starting),
+            (H::Healthy, E::Spawned, H::Starting),
+            (H::Healthy, E::Stopped, H::Stopped),
+            (H::Restarting, E::Stopped, H::Stopped),
+            // Stopped is final.
+            (H::Stopped, E::Spawned, H::Stopped),
+            (H::Stopped, E::ProbeOk, H::Stopped),
+            (H::Stopped, E::Exited, H::Stopped),
+        ];
+        for (prev, ev, want) in table {
+            assert_eq!(next(*prev, *ev), *want, "{prev:?} + {ev:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_from_start_to_stop() {
+        let events = [
+            E::Spawned,
+            E::ProbeFailed,
+            E::ProbeOk,
+            E::ProbeFailed,
+            E::ProbeOk,
+            E::Exited,
+            E::ProbeOk,
+            E::Spawned,
+            E::ProbeOk,
+            E::Stopped,
+        ];
+        let mut h = H::Starting;
+        let seen: Vec<Health> = events
+            .iter()
+            .map(|e| {
+                h = next(h, *e);
+                h
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                H::Starting,
+                H::Starting,
+                H::Healthy,
+                H::Unhealthy,
+                H::Healthy,
+                H::Restarting,
+                H::Restarting,
+                H::Starting,
+                H::Healthy,
+                H::Stopped
+            ]
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! etcd's output: forwarded line by line to the log with an `etcd: `
+//! prefix, kept in a bounded ring buffer, and scanned for the few messages
+//! that mean etcd cannot work with its data dir or membership.
+//!
+//! etcd 3.4 logs through capnslog by default, `2024-01-02 03:04:05.678901
+//! W | rafthttp: ...`, with a one-letter level (C, E, W, N, I, D); with
+//! `--logger=zap` it writes JSON with a `"level"` field. Both map onto the
+//! log levels, so etcd's errors are errors on the console too.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Default bounds: whichever is reached first.
+pub const RING_LINES: usize = 500;
+pub const RING_BYTES: usize = 256 * 1024;
+/// A longer line is cut (a runaway line must not flush the whole ring).
+pub const MAX_LINE: usize = 4096;
+
+/// The last lines etcd wrote, bounded in count and bytes.
+#[derive(Debug)]
+pub struct Ring {
+    lines: VecDeque<String>,
+    bytes: usize,
+    max_lines: usize,
+    max_bytes: usize,
+}
+
+impl Ring {
+    pub fn new(max_lines: usize, max_bytes: usize) -> Ring {
+        Ring {
+            lines: VecDeque::new(),
+            bytes: 0,
+            max_lines: max_lines.max(1),
+            max_bytes,
+        }
+    }
+
+    pub fn push(&mut self, line: String) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        while self.lines.len() > self.max_lines
+            || (self.bytes > self.max_bytes && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// The ring shared between the reader task and the supervisor handle.
+#[derive(Debug, Clone)]
+pub struct SharedRing(Arc<Mutex<Ring>>);
+
+impl SharedRing {
+    pub fn new(max_lines: usize, max_bytes: usize) -> SharedRing {
+        SharedRing(Arc::new(Mutex::new(Ring::new(max_lines, max_bytes))))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Ring> {
+        // A push cannot leave the ring inconsistent halfway.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A message that means etcd will not become healthy as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// This member and a peer belong to different clusters (rafthttp:
+    /// "cluster ID mismatch"); the log line cannot tell which one is
+    /// wrong (both sides log it), so it is only reported. The check before
+    /// a start ([`super::rejoin`]) decides by majority.
+    ClusterIdMismatch,
+    /// Started `new` with an empty data dir, but the peers know this
+    /// member as started (etcdserver: "member ... has already been
+    /// bootstrapped").
+    AlreadyBootstrapped,
+    /// The peers removed this member (etcdserver: "the member has been
+    /// permanently removed from the cluster").
+    Removed,
+}
+
+impl Problem {
+    pub fn explain(self) -> &'static str {
+        match self {
+            Problem::ClusterIdMismatch => "etcd reports a cluster ID mismatch with a peer: this member's data dir or the peer's belongs to a different cluster (the member whose cluster ID a majority does not share is the odd one; Keel refuses to start it once it restarts); Keel never wipes a data dir that holds data: remove the odd member's by hand for it to rejoin",
+            Problem::AlreadyBootstrapped => "the etcd data dir is empty but the cluster already knows this member as started; automatic rejoin needs a peer's client API on its node address (cluster.etcd.clientOnNodeAddress: true on the peers)",
+            Problem::Removed => "this member was removed from the etcd cluster; Keel never wipes a data dir that holds data: remove it by hand and the member rejoins",
+        }
+    }
+}
+
+/// Which problem, if any, `line` reports.
+pub fn classify(line: &str) -> Option<Problem> {
+    if line.contains("cluster ID mismatch") {
+        Some(Problem::ClusterIdMismatch)
+    } else if line.contains("has already been bootstrapped") {
+        Some(Problem::AlreadyBootstrapped)
+    } else if line.contains("has been permanently removed from the cluster") {
+        Some(Problem::Removed)
+    } else {
+        None
+    }
+}
+
+/// The log level of one etcd line.
+pub fn level(line: &str) -> log::Level {
+    // zap JSON: {"level":"warn",...}
+    if let Some(rest) = line.split("\"level\":\"").nth(1) {
+        return match rest.split('"').next().unwrap_or("") {
+            "debug" => log::Level::Debug,
+            "warn" => log::Level::Warn,
+            "error" | "dpanic" | "panic" | "fatal" => log::Level::Error,
+            _ => log::Level::Info,
+        };
+    }
+    // capnslog: "<date> <time> L | pkg: message"
+    let mut words = line.split(' ');
+    match (words.nth(2), words.next()) {
+        (Some("C" | "E"), Some("|")) => log::Level::Error,
+        (Some("W"), Some("|")) => log::Level::Warn,
+        (Some("D"), Some("|")) => log::Level::Debug,
+        _ => log::Level::Info,
+    }
+}
+
+/// Reads `pipe` to its end: each line goes to the log (`etcd: ` prefix),
+/// into `ring`, and, when it reports a [`Problem`], to `problems`.
+pub async fn forward<R: AsyncRead + Unpin>(
+    pipe: R,
+    ring: SharedRing,
+    problems: tokio::sync::mpsc::UnboundedSender<Problem>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let end = buf.len().min(MAX_LINE);
+        let text = String::from_utf8_lossy(&buf[..end]);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            continue;
+        }
+        log::log!(level(line), "etcd: {line}");
+        if let Some(p) = classify(line) {
+            let _ = problems.send(p);
+        }
+        ring.lock().push(line.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_bounds() {
+        // (max lines, max bytes, lines pushed, expected kept)
+        let table: &[(usize, usize, &[&str], &[&str])] = &[
+            (3, 1000, &["a", "b", "c", "d"], &["b", "c", "d"]),
+            (10, 5, &["aa", "bb", "cc"], &["bb", "cc"]),
+            // One line over the byte bound is still kept: the newest wins.
+            (10, 2, &["aa", "bbbbbb"], &["bbbbbb"]),
+            (0, 100, &["a", "b"], &["b"]),
+        ];
+        for (lines, bytes, push, want) in table {
+            let mut r = Ring::new(*lines, *bytes);
+            for l in *push {
+                r.push((*l).to_owned());
+            }
+            assert_eq!(r.lines(), *want, "{lines} lines, {bytes} bytes, {push:?}");
+            assert_eq!(r.bytes(), want.iter().map(|l| l.len()).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn levels_and_problems() {
+        let table: &[(&str, log::Level, Option<Problem>)] = &[
+            ("2024-01-02 03:04:05.678901 I | etcdserver: published", log::Level::Info, None),
+            ("2024-01-02 03:04:05.678901 W | rafthttp: health check failed", log::Level::Warn, None),
+            ("2024-01-02 03:04:05.678901 E | rafthttp: request cluster ID mismatch (got 1 want 2)", log::Level::Error, Some(Problem::ClusterIdMismatch)),
+            ("2024-01-02 03:04:05.678901 C | etcdmain: member 8e9e05c52164694d has already been bootstrapped", log::Level::Error, Some(Problem::AlreadyBootstrapped)),
+            ("2024-01-02 03:04:05.678901 E | etcdserver: the member has been permanently removed from the cluster", log::Level::Error, Some(Problem::Removed)),
+            ("2024-01-02 03:04:05.678901 D | raft: x", log::Level::Debug, None),
+            (r#"{"level":"warn","ts":"2024","msg":"x"}"#, log::Level::Warn, None),
+            (r#"{"level":"fatal","msg":"y"}"#, log::Level::Error, None),
+            ("plain text", log::Level::Info, None),
+        ];
+        for (line, lvl, problem) in table {
+            assert_eq!(level(line), *lvl, "{line}");
+            assert_eq!(classify(line), *problem, "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn forward_splits_lines_and_cuts_long_ones() {
+        let long = "x".repeat(MAX_LINE + 10);
+        let input = format!("one\r\n\ntwo\n{long}\nlast without newline");
+        let ring = SharedRing::new(10, 1 << 20);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        forward(input.as_bytes(), ring.clone(), tx).await;
+        let lines = ring.lock().lines();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], "one");
+        assert_eq!(lines[1], "two");
+        assert_eq!(lines[2].len(), MAX_LINE);
+        assert_eq!(lines[3], "last without newline");
+        assert!(rx.try_recv().is_err());
+    }
+}

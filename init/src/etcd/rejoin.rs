@@ -1,0 +1,508 @@
+//! `new` or `existing`: how to start etcd, and rejoining a cluster after
+//! this member lost its data.
+//!
+//! Before every start the supervisor calls [`prepare`]:
+//! 1. The data dir holds a WAL (etcd's own test, `wal.Exist`: a `*.wal`
+//!    file in `member/wal`): etcd restarts from it and ignores the
+//!    `--initial-cluster*` flags (etcd's "Configuration flags" guide), so
+//!    the static flags are passed. Before that, the cluster ID in the WAL
+//!    ([`super::wal`]) is compared with the peers': when a majority of the
+//!    cluster's members agree on another ID ([`odd_one_out`]), the data
+//!    dir is from a different cluster and etcd is not started (it would
+//!    otherwise happily lead a cluster of its own, and look healthy).
+//! 2. A one-member cluster: `new`.
+//! 3. Otherwise every other founding member is asked, in parallel, for the
+//!    member list on its client URL (node address, client port: the peers
+//!    need `clientOnNodeAddress`). Nobody answers: a fresh cluster whose
+//!    members are all booting, so `new` with the static list. Someone
+//!    answers: [`decide`] on the list it returned —
+//!    - this member is in it unstarted under its own name (it is a
+//!      founding member that never ran) and the list is the static one:
+//!      `new` with the static list, the ordinary bootstrap;
+//!    - it is in it unstarted without a name (an earlier attempt of ours
+//!      added it and then failed): `existing` with that list;
+//!    - it is in it started (it has client URLs, so it ran and published
+//!      itself: its data was lost), or is in it more than once: remove
+//!      those entries, `member add` this one with its peer URL, `existing`
+//!      with the list `member add` returns (etcd's runtime reconfiguration
+//!      guide, "Replace a failed machine": remove, then add, then start
+//!      with `--initial-cluster-state=existing`);
+//!    - it is not in it: add it, `existing`.
+//!
+//! Never a second cluster:
+//! - the founding members' IDs and the cluster ID are hashes of the
+//!   static `--initial-cluster` and token (etcd `membership.NewMember` with
+//!   no timestamp), so founding members that start `new` at different
+//!   times form one cluster, and a `new` start of a 3-member list cannot
+//!   elect a leader on its own (no quorum of one);
+//! - a member with an empty data dir that finds no peer answering on the
+//!   client port starts `new`; if the cluster does exist, etcd itself asks
+//!   the peers over the peer port and refuses ("member ... has already
+//!   been bootstrapped", [`super::output::Problem::AlreadyBootstrapped`]):
+//!   the supervisor reports it and retries with backoff, and the next
+//!   attempt rejoins once a peer answers;
+//! - data in the data dir is never removed by Keel. A data dir from
+//!   another cluster shows as "cluster ID mismatch" in etcd's log
+//!   ([`super::output::Problem::ClusterIdMismatch`]): an error that says
+//!   what to do, retried with backoff, and PID 1 stays up;
+//! - losing a majority of members at once (two of three wiped) is
+//!   disaster recovery (etcd snapshot restore), which needs a human: the
+//!   survivors keep their cluster, the wiped ones cannot remove members
+//!   without quorum and keep failing visibly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use etcd_client::Client;
+use futures::future::join_all;
+
+use super::args::{ClusterState, Member, Plan, Start};
+use super::{health, wal};
+
+/// How long each peer gets to answer.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RejoinError {
+    #[error("cannot remove the stale etcd member {id:x} ({name}) through {peer}: {source}")]
+    Remove {
+        id: u64,
+        name: String,
+        peer: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("cannot add this etcd member ({name}, {url}) through {peer}: {source}")]
+    Add {
+        name: String,
+        url: String,
+        peer: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("adding this etcd member through {peer} returned no member for it")]
+    AddNoMember { peer: String },
+    #[error("the etcd data dir {data_dir} belongs to cluster {local:x}, but {peers} are members of cluster {theirs:x} (cluster ID mismatch); Keel never wipes a data dir that holds data: remove it by hand for this member to rejoin")]
+    ClusterIdMismatch {
+        data_dir: PathBuf,
+        local: u64,
+        theirs: u64,
+        peers: String,
+    },
+}
+
+/// etcd's `wal.Exist(dataDir/member/wal)`: a `*.wal` file there.
+pub fn has_data(data_dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("member").join("wal")) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+}
+
+/// A member as a peer reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl From<&etcd_client::Member> for Seen {
+    fn from(m: &etcd_client::Member) -> Seen {
+        Seen {
+            id: m.id(),
+            name: m.name().to_owned(),
+            peer_urls: m.peer_urls().to_vec(),
+            client_urls: m.client_urls().to_vec(),
+        }
+    }
+}
+
+/// What to do with the member list a peer returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `new` with the static list.
+    StartNew,
+    /// `existing` with this list.
+    StartExisting(Vec<Member>),
+    /// Remove these members (stale entries of this one), add this one,
+    /// then `existing` with what the add returns.
+    Replace { remove: Vec<Seen> },
+}
+
+/// The `--initial-cluster` entries for `members`, naming `me` (by ID)
+/// `name`: etcd reports a member that has not started yet without a name.
+pub fn initial_cluster(members: &[Seen], me: u64, name: &str) -> Vec<Member> {
+    let mut out = Vec::new();
+    for m in members {
+        for url in &m.peer_urls {
+            out.push(Member {
+                name: if m.id == me {
+                    name.to_owned()
+                } else {
+                    m.name.clone()
+                },
+                peer_url: url.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The decision for a member with an empty data dir (see the module docs).
+pub fn decide(plan: &Plan, members: &[Seen]) -> Action {
+    let mine: Vec<&Seen> = members
+        .iter()
+        .filter(|m| m.name == plan.name || m.peer_urls.contains(&plan.peer_url))
+        .collect();
+    match mine.as_slice() {
+        [] => Action::Replace { remove: Vec::new() },
+        [m] if m.client_urls.is_empty() && m.name == plan.name => {
+            let mut live: Vec<(String, String)> = members
+                .iter()
+                .flat_map(|m| m.peer_urls.iter().map(|u| (m.name.clone(), u.clone())))
+                .collect();
+            let mut fixed: Vec<(String, String)> = plan
+                .initial_cluster
+                .iter()
+                .map(|m| (m.name.clone(), m.peer_url.clone()))
+                .collect();
+            live.sort();
+            fixed.sort();
+            if live == fixed {
+                Action::StartNew
+            } else {
+                Action::StartExisting(initial_cluster(members, m.id, &plan.name))
+            }
+        }
+        [m] if m.client_urls.is_empty() && m.name.is_empty() => {
+            Action::StartExisting(initial_cluster(members, m.id, &plan.name))
+        }
+        _ => Action::Replace {
+            remove: mine.into_iter().cloned().collect(),
+        },
+    }
+}
+
+/// How to start etcd now; may change the cluster's membership (see the
+/// module docs). An error is retried by the supervisor with backoff.
+pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
+    if plan.peer_endpoints.is_empty() {
+        return Ok(plan.static_start());
+    }
+    if has_data(&plan.data_dir) {
+        check_cluster_id(plan).await?;
+        return Ok(plan.static_start());
+    }
+    let answers = ask_peers(plan).await;
+    let Some(Answer {
+        peer,
+        mut client,
+        members,
+        ..
+    }) = answers.into_iter().next()
+    else {
+        log::info!(
+            "etcd: no peer answered ({}), starting {} with the static initial cluster",
+            plan.peer_endpoints
+                .iter()
+                .map(|(n, e)| format!("{n} at {e}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ClusterState::New.as_str()
+        );
+        return Ok(plan.static_start());
+    };
+    match decide(plan, &members) {
+        Action::StartNew => {
+            log::info!("etcd: {peer} lists this member as not yet started, starting new with the static initial cluster");
+            Ok(plan.static_start())
+        }
+        Action::StartExisting(initial_cluster) => {
+            log::info!("etcd: {peer} lists this member as added but not started, joining the existing cluster");
+            Ok(Start {
+                state: ClusterState::Existing,
+                initial_cluster,
+            })
+        }
+        Action::Replace { remove } => {
+            for m in &remove {
+                log::warn!(
+                    "etcd: the data dir {} is empty but the cluster has member {:x} ({}, {}); removing it through {peer} to rejoin",
+                    plan.data_dir.display(),
+                    m.id,
+                    if m.name.is_empty() { "unstarted" } else { &m.name },
+                    m.peer_urls.join(",")
+                );
+                if let Err(source) = client.member_remove(m.id).await {
+                    return Err(RejoinError::Remove {
+                        id: m.id,
+                        name: m.name.clone(),
+                        peer: peer.clone(),
+                        source,
+                    });
+                }
+            }
+            let added = client
+                .member_add([plan.peer_url.as_str()], None)
+                .await
+                .map_err(|source| RejoinError::Add {
+                    name: plan.name.clone(),
+                    url: plan.peer_url.clone(),
+                    peer: peer.clone(),
+                    source,
+                })?;
+            let me = added
+                .member()
+                .map(|m| m.id())
+                .ok_or_else(|| RejoinError::AddNoMember { peer: peer.clone() })?;
+            let list: Vec<Seen> = added.member_list().iter().map(Seen::from).collect();
+            log::info!(
+                "etcd: added this member as {me:x} through {peer}, joining the existing cluster of {}",
+                list.len()
+            );
+            Ok(Start {
+                state: ClusterState::Existing,
+                initial_cluster: initial_cluster(&list, me, &plan.name),
+            })
+        }
+    }
+}
+
+/// The cluster ID a majority of the cluster's members agree on, when it
+/// is not `local`: `peers` are the IDs the other members reported,
+/// `cluster_size` the number of members. A minority (one stray node) can
+/// never make a member stop.
+pub fn odd_one_out(local: u64, peers: &[u64], cluster_size: usize) -> Option<u64> {
+    let quorum = cluster_size / 2 + 1;
+    peers
+        .iter()
+        .copied()
+        .filter(|id| *id != local)
+        .find(|id| peers.iter().filter(|p| *p == id).count() >= quorum)
+}
+
+/// Refuses a data dir whose cluster ID differs from the one a majority of
+/// the members report. Unreadable WALs and silent peers are not errors:
+/// etcd then decides (and its log says "cluster ID mismatch").
+async fn check_cluster_id(plan: &Plan) -> Result<(), RejoinError> {
+    let local = match wal::read_ids(&plan.data_dir) {
+        Ok(Some(ids)) => ids.cluster,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            log::warn!("etcd: {e}; not checking the data dir's cluster ID");
+            return Ok(());
+        }
+    };
+    let answers = ask_peers(plan).await;
+    // 0: no response header, nothing to compare.
+    let ids: Vec<u64> = answers
+        .iter()
+        .map(|a| a.cluster_id)
+        .filter(|id| *id != 0)
+        .collect();
+    match odd_one_out(local, &ids, plan.initial_cluster.len()) {
+        None => Ok(()),
+        Some(theirs) => Err(RejoinError::ClusterIdMismatch {
+            data_dir: plan.data_dir.clone(),
+            local,
+            theirs,
+            peers: answers
+                .iter()
+                .filter(|a| a.cluster_id == theirs)
+                .map(|a| a.peer.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A founding member that returned its member list.
+struct Answer {
+    /// `name at endpoint`.
+    peer: String,
+    client: Client,
+    cluster_id: u64,
+    members: Vec<Seen>,
+}
+
+/// Every other founding member that returns a member list, in
+/// `initialCluster` order, each with the client that reached it.
+async fn ask_peers(plan: &Plan) -> Vec<Answer> {
+    let asks = plan
+        .peer_endpoints
+        .iter()
+        .map(|(name, endpoint)| async move {
+            let mut client = health::connect(endpoint, plan.client_tls.as_ref(), PEER_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            match tokio::time::timeout(PEER_TIMEOUT, client.member_list()).await {
+                Ok(Ok(list)) => Ok(Answer {
+                    peer: format!("{name} at {endpoint}"),
+                    cluster_id: list.header().map_or(0, |h| h.cluster_id()),
+                    members: list.members().iter().map(Seen::from).collect(),
+                    client,
+                }),
+                Ok(Err(e)) => Err(format!("{name} at {endpoint}: {e}")),
+                Err(_) => Err(format!("{name} at {endpoint}: timed out")),
+            }
+        });
+    let mut out = Vec::new();
+    for r in join_all(asks).await {
+        match r {
+            Ok(a) => out.push(a),
+            Err(e) => log::debug!("etcd rejoin: {e}"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn plan() -> Plan {
+        let yaml = "machine:\n  network:\n    hostname: b\ncluster:\n  etcd:\n    initialCluster:\n      a: http://10.0.0.1:2380\n      b: http://10.0.0.2:2380\n      c: http://10.0.0.3:2380\n";
+        let cfg = crate::config::parse(yaml).unwrap().config;
+        let rt = super::super::args::Runtime::new(
+            vec!["10.0.0.2".parse().unwrap()],
+            PathBuf::from("/nonexistent"),
+            PathBuf::from("/pki"),
+        );
+        Plan::from_config(&cfg, &rt).unwrap()
+    }
+
+    fn seen(id: u64, name: &str, n: u8, started: bool) -> Seen {
+        Seen {
+            id,
+            name: name.to_owned(),
+            peer_urls: vec![format!("http://10.0.0.{n}:2380")],
+            client_urls: if started {
+                vec![format!("http://10.0.0.{n}:2379")]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn m(name: &str, n: u8) -> Member {
+        Member {
+            name: name.to_owned(),
+            peer_url: format!("http://10.0.0.{n}:2380"),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let p = plan();
+        let cases: Vec<(&str, Vec<Seen>, Action)> = vec![
+            (
+                "fresh bootstrap: peers up, this founding member not started",
+                vec![
+                    seen(1, "a", 1, true),
+                    seen(2, "b", 2, false),
+                    seen(3, "c", 3, false),
+                ],
+                Action::StartNew,
+            ),
+            (
+                "data lost: this member is listed as started",
+                vec![
+                    seen(1, "a", 1, true),
+                    seen(2, "b", 2, true),
+                    seen(3, "c", 3, true),
+                ],
+                Action::Replace {
+                    remove: vec![seen(2, "b", 2, true)],
+                },
+            ),
+            (
+                "an earlier attempt added it but etcd never started",
+                vec![
+                    seen(1, "a", 1, true),
+                    seen(9, "", 2, false),
+                    seen(3, "c", 3, true),
+                ],
+                Action::StartExisting(vec![m("a", 1), m("b", 2), m("c", 3)]),
+            ),
+            (
+                "removed by an operator",
+                vec![seen(1, "a", 1, true), seen(3, "c", 3, true)],
+                Action::Replace { remove: Vec::new() },
+            ),
+            (
+                "listed twice (name and URL on different entries)",
+                vec![
+                    seen(1, "a", 1, true),
+                    seen(2, "b", 7, true),
+                    seen(9, "", 2, false),
+                ],
+                Action::Replace {
+                    remove: vec![seen(2, "b", 7, true), seen(9, "", 2, false)],
+                },
+            ),
+            (
+                "founding member not started, but membership changed since",
+                vec![
+                    seen(1, "a", 1, true),
+                    seen(2, "b", 2, false),
+                    seen(4, "c", 4, true),
+                ],
+                Action::StartExisting(vec![m("a", 1), m("b", 2), m("c", 4)]),
+            ),
+        ];
+        for (what, members, want) in cases {
+            assert_eq!(decide(&p, &members), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn odd_one_out_needs_a_majority() {
+        // (local, peers' IDs, cluster size, expected)
+        let table: &[(u64, &[u64], usize, Option<u64>)] = &[
+            (1, &[2, 2], 3, Some(2)),
+            (1, &[1, 1], 3, None),
+            (1, &[2], 3, None),
+            (1, &[2, 1], 3, None),
+            (1, &[2, 3], 3, None),
+            (1, &[], 3, None),
+            (1, &[2, 2], 5, None),
+            (1, &[2, 2, 2], 5, Some(2)),
+            (1, &[2], 1, Some(2)),
+        ];
+        for (local, peers, n, want) in table {
+            assert_eq!(
+                odd_one_out(*local, peers, *n),
+                *want,
+                "{local} {peers:?} {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn initial_cluster_names_the_new_member() {
+        let list = vec![seen(1, "a", 1, true), seen(7, "", 2, false)];
+        assert_eq!(initial_cluster(&list, 7, "b"), vec![m("a", 1), m("b", 2)]);
+    }
+
+    #[test]
+    fn data_is_a_wal_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        assert!(!has_data(d));
+        // What a failed `new` start leaves behind: no WAL yet.
+        std::fs::create_dir_all(d.join("member/snap")).unwrap();
+        std::fs::create_dir_all(d.join("member/wal")).unwrap();
+        assert!(!has_data(d));
+        std::fs::write(
+            d.join("member/wal/0000000000000000-0000000000000000.wal"),
+            b"",
+        )
+        .unwrap();
+        assert!(has_data(d));
+    }
+}

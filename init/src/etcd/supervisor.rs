@@ -1,0 +1,426 @@
+//! etcd as a supervised child: spawn, forward output, probe, restart with
+//! backoff, stop.
+//!
+//! One task per [`Supervisor`] runs the loop: write the PKI files, decide
+//! how to start ([`super::rejoin::prepare`]), spawn etcd through the
+//! [`Reaper`] (which owns `waitpid`; the exit arrives on a oneshot), watch
+//! it until it exits or a stop is asked, wait out the backoff, repeat.
+//! Every failure on the way (PKI write, rejoin, spawn, exit) is logged and
+//! retried with the same backoff: PID 1 never gives up on etcd and never
+//! exits because of it.
+//!
+//! etcd runs in its own session (setsid), so it is the leader of its own
+//! process group: a stop signals the whole group, and a Ctrl-C on a test's
+//! terminal does not reach it. Its stdin is /dev/null; stdout and stderr
+//! share one pipe whose lines go to [`super::output`].
+//!
+//! Stop ([`Supervisor::stop`]): SIGTERM to the group (etcd shuts down
+//! cleanly on SIGTERM, transferring leadership first), up to
+//! [`Settings::stop_timeout`] (10 s) for it to exit, then SIGKILL. The VIP
+//! loop must resign before this is called; the caller sequences the two.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::args::{Plan, Start};
+use super::backoff::Backoff;
+use super::health::{self, Event, Health};
+use super::output::{self, Problem, SharedRing};
+use super::{pki, rejoin};
+use crate::supervise::{Exit, Reaper};
+
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot create a pipe for etcd's output: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] crate::supervise::reaper::ReaperError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Rejoin(#[from] rejoin::RejoinError),
+}
+
+/// What the supervisor runs and how.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub binary: PathBuf,
+    pub plan: Plan,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub backoff: Backoff,
+    pub ring_lines: usize,
+    pub ring_bytes: usize,
+}
+
+impl Settings {
+    /// The defaults: probe every 2 s with a 2 s timeout, 10 s to stop,
+    /// restarts 1 s doubling to 30 s, the last 500 lines / 256 KiB kept.
+    pub fn new(binary: impl Into<PathBuf>, plan: Plan) -> Settings {
+        Settings {
+            binary: binary.into(),
+            plan,
+            probe_interval: health::PROBE_INTERVAL,
+            probe_timeout: health::PROBE_TIMEOUT,
+            stop_timeout: STOP_TIMEOUT,
+            backoff: Backoff::default(),
+            ring_lines: output::RING_LINES,
+            ring_bytes: output::RING_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    pid: Option<Pid>,
+    attempts: u32,
+    starts: u32,
+    last_error: Option<String>,
+}
+
+/// The handle: health, output, current pid, stop. Dropping it without
+/// [`Supervisor::stop`] kills etcd's process group (SIGKILL) and ends the
+/// task, so a test that panics leaves nothing running.
+pub struct Supervisor {
+    health: watch::Receiver<Health>,
+    ring: SharedRing,
+    shared: Arc<Mutex<Shared>>,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // Plain fields: a panicking holder cannot leave them half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Supervisor {
+    /// Starts supervising on the current tokio runtime.
+    pub fn start(reaper: Reaper, settings: Settings) -> Supervisor {
+        let (state_tx, health) = watch::channel(Health::Starting);
+        let ring = SharedRing::new(settings.ring_lines, settings.ring_bytes);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let task = Task {
+            reaper,
+            settings,
+            state: state_tx,
+            ring: ring.clone(),
+            shared: shared.clone(),
+            stop: stop_rx,
+        };
+        tokio::spawn(async move {
+            task.run().await;
+            let _ = done_tx.send(true);
+        });
+        Supervisor {
+            health,
+            ring,
+            shared,
+            stop,
+            done,
+        }
+    }
+
+    /// The health state; `changed()`/`wait_for` on it to follow changes.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// The last lines etcd wrote, oldest first.
+    pub fn output(&self) -> Vec<String> {
+        self.ring.lock().lines()
+    }
+
+    /// etcd's pid (and process group) while it runs.
+    pub fn pid(&self) -> Option<Pid> {
+        lock(&self.shared).pid
+    }
+
+    /// How many times the supervisor tried to start etcd (PKI, rejoin,
+    /// spawn), successful or not.
+    pub fn attempts(&self) -> u32 {
+        lock(&self.shared).attempts
+    }
+
+    /// How many times etcd was spawned.
+    pub fn starts(&self) -> u32 {
+        lock(&self.shared).starts
+    }
+
+    /// The last error the supervisor reported (rejoin, spawn, a fatal etcd
+    /// message), if any.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.shared).last_error.clone()
+    }
+
+    /// Stops etcd (SIGTERM, then SIGKILL after the stop timeout) and the
+    /// supervision; returns once etcd has exited. Idempotent.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if !*self.done.borrow() {
+            if let Some(pid) = lock(&self.shared).pid {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+struct Task {
+    reaper: Reaper,
+    settings: Settings,
+    state: watch::Sender<Health>,
+    ring: SharedRing,
+    shared: Arc<Mutex<Shared>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// How one run of etcd ended.
+enum Ended {
+    Exited {
+        exit: Option<Exit>,
+        healthy_for: Duration,
+    },
+    Stopped,
+}
+
+impl Task {
+    fn event(&self, e: Event) {
+        self.state.send_if_modified(|h| {
+            let n = health::next(*h, e);
+            let changed = n != *h;
+            *h = n;
+            changed
+        });
+    }
+
+    fn report(&self, err: &str) {
+        log::error!("etcd: {err}");
+        lock(&self.shared).last_error = Some(err.to_owned());
+    }
+
+    async fn run(self) {
+        for f in self.settings.plan.overridden() {
+            log::warn!("etcd: cluster.etcd.extraArgs.{f} replaces the --{f} Keel sets");
+        }
+        let mut stop = self.stop.clone();
+        let mut backoff = self.settings.backoff.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let start = tokio::select! {
+                r = self.prepare() => r,
+                _ = stopped(&mut stop) => break,
+            };
+            let delay = match start {
+                Ok(start) => match self.run_once(&start, &mut stop).await {
+                    Ok(Ended::Stopped) => break,
+                    Ok(Ended::Exited { exit, healthy_for }) => {
+                        let delay = backoff.next_delay(healthy_for);
+                        let how = exit.map_or("ended (status lost)".to_owned(), |e| e.to_string());
+                        let msg = format!("etcd exited: {how}; restarting in {delay:?}");
+                        if exit == Some(Exit::Code(0)) {
+                            log::warn!("{msg}");
+                        } else {
+                            log::error!("{msg}");
+                        }
+                        delay
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay(Duration::ZERO);
+                        self.report(&format!("{e}; retrying in {delay:?}"));
+                        delay
+                    }
+                },
+                Err(e) => {
+                    let delay = backoff.next_delay(Duration::ZERO);
+                    self.report(&format!("{e}; retrying in {delay:?}"));
+                    delay
+                }
+            };
+            self.event(Event::Exited);
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(delay) => false,
+                _ = stopped(&mut stop) => true,
+            };
+            if stopped {
+                break;
+            }
+        }
+        self.event(Event::Stopped);
+        lock(&self.shared).pid = None;
+    }
+
+    async fn prepare(&self) -> Result<Start, SupervisorError> {
+        lock(&self.shared).attempts += 1;
+        if let Some(m) = &self.settings.plan.tls {
+            pki::write(&self.settings.plan.pki_dir, m)?;
+        }
+        Ok(rejoin::prepare(&self.settings.plan).await?)
+    }
+
+    fn spawn(
+        &self,
+        start: &Start,
+    ) -> Result<(crate::supervise::Child, std::os::fd::OwnedFd), SupervisorError> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SupervisorError::Pipe(e.into()))?;
+        let write2 = write.try_clone().map_err(SupervisorError::Pipe)?;
+        let mut cmd = Command::new(&self.settings.binary);
+        cmd.args(self.settings.plan.args(start))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::from(write2));
+        // SAFETY: the closure runs in the child between fork and exec, and
+        // calls only setsid(2), which is async-signal-safe; it allocates
+        // nothing and touches no lock.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = self.reaper.spawn(&mut cmd)?;
+        // `cmd` holds the parent's copies of the pipe's write end: closing
+        // them now lets the reader see EOF once etcd's group is gone.
+        drop(cmd);
+        Ok((child, read))
+    }
+
+    async fn run_once(
+        &self,
+        start: &Start,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Ended, SupervisorError> {
+        log::info!(
+            "etcd: starting {} ({} member{}, initial-cluster-state {})",
+            self.settings.plan.name,
+            start.initial_cluster.len(),
+            if start.initial_cluster.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            start.state.as_str()
+        );
+        let (mut child, read) = self.spawn(start)?;
+        let pid = child.pid;
+        {
+            let mut s = lock(&self.shared);
+            s.pid = Some(pid);
+            s.starts += 1;
+        }
+        self.event(Event::Spawned);
+        let (problems_tx, mut problems) = mpsc::unbounded_channel();
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
+            Ok(pipe) => {
+                tokio::spawn(output::forward(pipe, self.ring.clone(), problems_tx));
+            }
+            Err(e) => log::error!("etcd: cannot read its output: {e}"),
+        }
+        let plan = &self.settings.plan;
+        let prober = tokio::spawn(health::run(
+            plan.local_endpoint.clone(),
+            plan.client_tls.clone(),
+            self.settings.probe_interval,
+            self.settings.probe_timeout,
+            self.state.clone(),
+        ));
+        let mut states = self.state.subscribe();
+        let mut healthy_since: Option<Instant> = None;
+        let mut longest = Duration::ZERO;
+        let mut reported: Vec<Problem> = Vec::new();
+        let ended = loop {
+            tokio::select! {
+                exit = &mut child.exit => break Ended::Exited { exit: exit.ok(), healthy_for: Duration::ZERO },
+                _ = stopped(stop) => {
+                    terminate(pid, &mut child.exit, self.settings.stop_timeout).await;
+                    break Ended::Stopped;
+                }
+                Some(p) = problems.recv() => {
+                    if !reported.contains(&p) {
+                        reported.push(p);
+                        self.report(p.explain());
+                    }
+                }
+                Ok(()) = states.changed() => {
+                    let now = Instant::now();
+                    let healthy = *states.borrow_and_update() == Health::Healthy;
+                    match (healthy, healthy_since) {
+                        (true, None) => healthy_since = Some(now),
+                        (false, Some(t)) => {
+                            longest = longest.max(now - t);
+                            healthy_since = None;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+        prober.abort();
+        lock(&self.shared).pid = None;
+        Ok(match ended {
+            Ended::Exited { exit, .. } => {
+                if let Some(t) = healthy_since {
+                    longest = longest.max(Instant::now() - t);
+                }
+                Ended::Exited {
+                    exit,
+                    healthy_for: longest,
+                }
+            }
+            Ended::Stopped => Ended::Stopped,
+        })
+    }
+}
+
+/// Resolves once a stop is asked (or the handle is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// SIGTERM to the group, `timeout` for the exit, then SIGKILL (and a last
+/// short wait, so the pid is reaped before the supervisor reports stopped).
+async fn terminate(pid: Pid, exit: &mut oneshot::Receiver<Exit>, timeout: Duration) {
+    // Already exited (and reaped: the pid may be reused): nothing to signal.
+    if let Ok(e) = exit.try_recv() {
+        log::info!("etcd stopped: {e}");
+        return;
+    }
+    log::info!("etcd: stopping (SIGTERM to process group {pid})");
+    let _ = killpg(pid, Signal::SIGTERM);
+    match tokio::time::timeout(timeout, &mut *exit).await {
+        Ok(r) => {
+            if let Ok(e) = r {
+                log::info!("etcd stopped: {e}");
+            }
+        }
+        Err(_) => {
+            log::warn!("etcd did not stop within {timeout:?}, sending SIGKILL");
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), exit).await;
+        }
+    }
+}
