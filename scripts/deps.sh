@@ -19,11 +19,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #  iproute2 dnsmasq-base tcpdump  network-namespace tests and packet captures
 #  binutils         readelf, for humans checking the static init
 #  e2fsprogs        mkfs.ext4 for the label-probing tests
+#  fdisk            sfdisk: GPT disks with a partition named KEEL-VAR for tests
 #  ca-certificates  apt-get download of the kernel and etcd .debs
 #  musl-tools       musl-gcc: C parts of crates (ring, for TLS) in the static init
 PKGS=(qemu-system-x86 ipxe-qemu protobuf-compiler cpio zstd etcd-server
       dosfstools mtools genisoimage iproute2 dnsmasq-base tcpdump binutils e2fsprogs
-      ca-certificates musl-tools)
+      fdisk ca-certificates musl-tools)
 
 missing=()
 for p in "${PKGS[@]}"; do

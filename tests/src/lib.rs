@@ -2,6 +2,7 @@
 //! built artifacts are, and booting them under QEMU.
 
 pub mod console;
+pub mod etcd;
 
 use std::path::{Path, PathBuf};
 
@@ -71,4 +72,14 @@ pub fn boot_vm_with(
     adjust(&mut cfg);
     let vm = cfg.spawn().expect("QEMU starts");
     (dir, vm)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a QEMU
+/// `hostfwd=` (QEMU cannot report a port it picked itself). Another
+/// process could take it in between; on this test machine nothing does.
+pub fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
 }
