@@ -588,3 +588,55 @@ fn a_node_rebooted_on_tmpfs_rejoins_by_itself() {
         "node2's peer URLs",
     );
 }
+
+/// Bad input: certificates that are PEM armour around garbage. etcd is not
+/// started, the error names the key, and PID 1 keeps the network and
+/// answers the power button.
+#[test]
+fn a_certificate_that_does_not_parse_is_reported_and_pid1_stays_up() {
+    let _one = one_cluster();
+    let pem = |what: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "-----BEGIN {what}-----\nAAAA\n-----END {what}-----\n"
+        ))
+    };
+    let (cert, key) = (pem("CERTIFICATE"), pem("PRIVATE KEY"));
+    let config = format!(
+        "version: v1alpha1
+machine:
+  type: controlplane
+  network:
+    hostname: node1
+    interfaces:
+      - interface: enp0s1
+        addresses: [10.5.0.11/24]
+cluster:
+  etcd:
+    ca: {{crt: {cert}}}
+    peer: {{crt: {cert}, key: {key}}}
+    server: {{crt: {cert}, key: {key}}}
+    initialCluster:
+      node1: https://10.5.0.11:2380
+"
+    );
+    let inline = base64::engine::general_purpose::STANDARD.encode(config);
+    let (_dir, vm) = keel_tests::boot_vm(&format!("keel.config.inline={inline}"));
+    vm.wait_for_line("etcd: not starting etcd: ", BOOT_TIMEOUT)
+        .unwrap();
+    vm.wait_for_line(
+        "network: all links configured for the machine config",
+        BOOT_TIMEOUT,
+    )
+    .unwrap();
+    let log = vm.serial_log();
+    assert!(
+        log.contains("cluster.etcd.ca.crt is not a usable certificate")
+            || log.contains("cluster.etcd.peer.crt is not a usable certificate"),
+        "{log}"
+    );
+    assert!(!log.contains("etcd: starting member"), "{log}");
+    let mut qmp = vm.qmp(Duration::from_secs(10)).unwrap();
+    qmp.system_powerdown().unwrap();
+    vm.wait_for_line("keel: shutdown complete", BOOT_TIMEOUT)
+        .unwrap();
+}
