@@ -45,3 +45,10 @@ pub fn entry(args: Vec<OsString>) {
     };
     std::process::exit(code);
 }
+
+/// Locks `m`, ignoring poisoning. PID 1 must not die because some holder
+/// panicked (the panic hook reboots anyway); every mutex in Keel guards
+/// state that single assignments keep consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
-use crate::config::source::label::{find_labelled, probe_label, FsType, PROBE_BYTES};
+use crate::config::source::label::{
+    block_devices, device_path, find_labelled, probe_label, FsType, PROBE_BYTES,
+};
 use crate::supervise::{Exit, Reaper};
 
 pub const LABEL_VAR: &str = "KEEL-VAR";
@@ -77,7 +79,7 @@ pub fn choose(sys_root: &Path, dev_root: &Path) -> VarSource {
         };
     }
     for name in partitions_named(sys_root, LABEL_VAR) {
-        let device = dev_root.join(name.replace('!', "/"));
+        let device = device_path(dev_root, &name);
         match is_empty(&device) {
             Ok(true) => return VarSource::Format { device },
             Ok(false) => log::warn!(
@@ -94,20 +96,13 @@ pub fn choose(sys_root: &Path, dev_root: &Path) -> VarSource {
 /// names), sorted.
 pub fn partitions_named(sys_root: &Path, name: &str) -> Vec<String> {
     let class = sys_root.join("class/block");
-    let mut out: Vec<String> = std::fs::read_dir(&class)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|dev| {
-                    std::fs::read_to_string(class.join(dev).join("uevent"))
-                        .map(|t| t.lines().any(|l| l.strip_prefix("PARTNAME=") == Some(name)))
-                        .unwrap_or(false)
-                })
-                .collect()
+    block_devices(sys_root)
+        .into_iter()
+        .filter(|dev| {
+            std::fs::read_to_string(class.join(dev).join("uevent"))
+                .is_ok_and(|t| t.lines().any(|l| l.strip_prefix("PARTNAME=") == Some(name)))
         })
-        .unwrap_or_default();
-    out.sort();
-    out
+        .collect()
 }
 
 /// True when no filesystem is recognised and the first

@@ -92,6 +92,13 @@ pub fn net_marks(log: &str) -> Option<NetMarks> {
     })
 }
 
+/// Panics, showing the whole log, unless every one of `wants` occurs in it.
+pub fn assert_contains_all(log: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(log.contains(want), "missing {want:?} in:\n{log}");
+    }
+}
+
 /// Median of a non-empty sample (sorts it).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

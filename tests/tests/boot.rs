@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keel_tests::console::assert_contains_all;
 use keel_tests::{boot_vm, BOOT_TIMEOUT};
 
 /// These tests are about the bare boot: no machine config is wanted.
@@ -49,17 +50,18 @@ fn power_button_shuts_down_cleanly() {
     let status = vm.wait_exit(EXIT_TIMEOUT).unwrap();
     assert!(status.success(), "QEMU exit {status:?}");
     let log = vm.serial_log();
-    for want in [
-        "keel: shutdown: power button",
-        "going to power off",
-        "keel: shutdown phase stop-processes done",
-        "keel: shutdown phase sync done",
-        "keel: shutdown phase unmount done",
-        "keel: shutdown complete",
-        "reboot: Power down",
-    ] {
-        assert!(log.contains(want), "missing {want:?} in:\n{log}");
-    }
+    assert_contains_all(
+        &log,
+        &[
+            "keel: shutdown: power button",
+            "going to power off",
+            "keel: shutdown phase stop-processes done",
+            "keel: shutdown phase sync done",
+            "keel: shutdown phase unmount done",
+            "keel: shutdown complete",
+            "reboot: Power down",
+        ],
+    );
     assert!(!log.contains("Kernel panic"), "{log}");
 }
 
@@ -77,13 +79,14 @@ fn ctrl_alt_del_reboots_gracefully() {
     // -no-reboot: the guest's reboot makes QEMU exit.
     vm.wait_exit(EXIT_TIMEOUT).unwrap();
     let log = vm.serial_log();
-    for want in [
-        "keel: shutdown: ctrl-alt-del (SIGINT) received, going to reboot",
-        "keel: shutdown complete",
-        "reboot: Restarting system",
-    ] {
-        assert!(log.contains(want), "missing {want:?} in:\n{log}");
-    }
+    assert_contains_all(
+        &log,
+        &[
+            "keel: shutdown: ctrl-alt-del (SIGINT) received, going to reboot",
+            "keel: shutdown complete",
+            "reboot: Restarting system",
+        ],
+    );
 }
 
 #[test]

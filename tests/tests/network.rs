@@ -14,6 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use keel_qemu::Nic;
 use keel_switch::{arp_probe, MacAddr, Switch, HOST_MAC};
+use keel_tests::console::assert_contains_all;
 use keel_tests::{boot_vm_with, BOOT_TIMEOUT};
 
 const MAC_A: &str = "52:54:00:12:34:0a";
@@ -99,20 +100,21 @@ machine:
     )
     .unwrap();
     let log = vm.serial_log();
-    for want in [
-        "link eth0 → enp0s1",
-        "link eth1 → enp0s2",
-        "eth0: renamed to enp0s1",
-        "eth1: renamed to enp0s2",
-        "enp0s1: alternative names eth0, enx52540012340a",
-        "enp0s2: MTU 1400",
-        "enp0s2: address 192.168.50.10/24",
-        "enp0s2.7: created VLAN 7 on enp0s2",
-        "dhcp: enp0s1: lease 10.0.2.15/24",
-        "network: hostname net-node",
-    ] {
-        assert!(log.contains(want), "missing {want:?} in:\n{log}");
-    }
+    assert_contains_all(
+        &log,
+        &[
+            "link eth0 → enp0s1",
+            "link eth1 → enp0s2",
+            "eth0: renamed to enp0s1",
+            "eth1: renamed to enp0s2",
+            "enp0s1: alternative names eth0, enx52540012340a",
+            "enp0s2: MTU 1400",
+            "enp0s2: address 192.168.50.10/24",
+            "enp0s2.7: created VLAN 7 on enp0s2",
+            "dhcp: enp0s1: lease 10.0.2.15/24",
+            "network: hostname net-node",
+        ],
+    );
     let mac_b: MacAddr = MAC_B.parse().unwrap();
     assert_eq!(
         who_has(&switch, Ipv4Addr::new(192, 168, 50, 10), None),
@@ -126,7 +128,8 @@ machine:
 }
 
 /// `net.ifnames=0` keeps `eth0`/`eth1`; the config names the link by its
-/// kernel name; a bond of both switch NICs (active-backup) gets the address.
+/// kernel name; a bond of both switch NICs (active-backup; the second member
+/// picked by its permanent MAC, read with ethtool) gets the address.
 #[test]
 fn kernel_names_and_a_bond() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +146,7 @@ machine:
           miimon: 100
           interfaces: [eth0]
           deviceSelectors:
-            - hardwareAddr: \"52:54:00:12:34:0b\"
+            - permanentAddr: \"52:54:00:12:34:0b\"
       - interface: dummy0
         dummy: true
         addresses: [169.254.10.1/32]
@@ -160,16 +163,17 @@ machine:
     )
     .unwrap();
     let log = vm.serial_log();
-    for want in [
-        "link eth0 (net.ifnames=0; would be enp0s1)",
-        "bond0: created bond",
-        "bond0: enslaved eth0",
-        "bond0: enslaved eth1",
-        "bond0: address 192.168.60.10/24",
-        "dummy0: created dummy link",
-    ] {
-        assert!(log.contains(want), "missing {want:?} in:\n{log}");
-    }
+    assert_contains_all(
+        &log,
+        &[
+            "link eth0 (net.ifnames=0; would be enp0s1)",
+            "bond0: created bond",
+            "bond0: enslaved eth0",
+            "bond0: enslaved eth1",
+            "bond0: address 192.168.60.10/24",
+            "dummy0: created dummy link",
+        ],
+    );
     assert!(!log.contains("renamed to"), "{log}");
     // The bond answers with its MAC (the first member's), on either port.
     let mac_a: MacAddr = MAC_A.parse().unwrap();
@@ -218,12 +222,13 @@ machine:
     let request = server.join().unwrap();
     assert!(request.starts_with("GET /node.yaml "), "{request}");
     let log = vm.serial_log();
-    for want in [
-        "enp0s1: DHCP started (no config yet",
-        "dhcp: enp0s1: lease 10.0.2.15/24",
-        "network: all links configured before any config",
-        "loaded from http://10.0.2.2:",
-    ] {
-        assert!(log.contains(want), "missing {want:?} in:\n{log}");
-    }
+    assert_contains_all(
+        &log,
+        &[
+            "enp0s1: DHCP started (no config yet",
+            "dhcp: enp0s1: lease 10.0.2.15/24",
+            "network: all links configured before any config",
+            "loaded from http://10.0.2.2:",
+        ],
+    );
 }

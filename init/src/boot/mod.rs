@@ -19,10 +19,12 @@ use nix::time::{clock_gettime, ClockId};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cmdline::Cmdline;
 use crate::config::{self, source::SourceSettings, MachineType};
+use crate::lock;
 use crate::modules::{self, coldplug, ModuleIndex};
 use crate::net::manager::{Event as NetEvent, Manager};
 use crate::net::rtnl::Rtnl;
@@ -264,6 +266,9 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
             t.done(&format!("{e}; the network stays unconfigured"));
         }
     }
+    // True while the uevent listener runs: it coldplugs new devices as
+    // they appear, so the config loop's own rescan is then not needed.
+    let hotplug_live = Arc::new(AtomicBool::new(false));
     if let (Some(socket), Some(index)) = (uevents, index.clone()) {
         let plug_state = plug_state.clone();
         let plug_cmdline = cmdline.clone();
@@ -276,7 +281,12 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                 4,
             );
         });
-        tokio::spawn(hotplug::run(socket, plug_fn, net_tx.clone()));
+        let (net_tx, live) = (net_tx.clone(), hotplug_live.clone());
+        live.store(true, Ordering::SeqCst);
+        tokio::spawn(async move {
+            hotplug::run(socket, plug_fn, net_tx).await;
+            live.store(false, Ordering::SeqCst);
+        });
     }
 
     let (tx, mut triggers) = mpsc::unbounded_channel::<Trigger>();
@@ -308,10 +318,12 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
             let loaded = config::load::load_until_valid(
                 settings,
                 config::source::Env::default(),
-                move || {
-                    if let Some(index) = &index {
+                move || match &index {
+                    // Fallback for a PID 1 without a uevent socket.
+                    Some(index) if !hotplug_live.load(Ordering::SeqCst) => {
                         plug(index, &mut lock(&plug_state), &rescan_cmdline, "hotplug", 4);
                     }
+                    _ => {}
                 },
                 || crate::net::has_ipv4_route(Path::new("/proc")),
                 net_changed,
@@ -389,11 +401,6 @@ async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The state stays consistent even if a holder panicked mid-pass.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One coldplug pass over devices not handled before, logging what it

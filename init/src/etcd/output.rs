@@ -69,7 +69,7 @@ impl SharedRing {
 
     pub fn lock(&self) -> MutexGuard<'_, Ring> {
         // A push cannot leave the ring inconsistent halfway.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.0)
     }
 }
 

@@ -22,7 +22,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -35,6 +35,7 @@ use super::backoff::Backoff;
 use super::health::{self, Event, Health};
 use super::output::{self, Problem, SharedRing};
 use super::{pki, rejoin};
+use crate::lock;
 use crate::supervise::{Exit, Reaper};
 
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,11 +99,6 @@ pub struct Supervisor {
     shared: Arc<Mutex<Shared>>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
-}
-
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    // Plain fields: a panicking holder cannot leave them half-updated.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Supervisor {

@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use super::plan::{Create, LinkPlan, Plan};
-use super::rtnl::{RouteSpec, Rtnl, RtnlError};
+use super::rtnl::{Link, RouteSpec, Rtnl, RtnlError};
 
 /// What applying did: one line per change, and the errors.
 #[derive(Debug, Default)]
@@ -21,24 +21,53 @@ pub struct Report {
     pub errors: Vec<ApplyError>,
 }
 
+/// One link that could not be (fully) configured, and where its
+/// configuration came from.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("{link} ({origin}): {source}")]
-    Rtnl {
-        link: String,
-        origin: String,
-        #[source]
-        source: RtnlError,
-    },
-    #[error("{link} ({origin}): cannot set bond primary {primary} through {path}: {source}")]
+#[error("{link} ({origin}): {failure}")]
+pub struct ApplyError {
+    pub link: String,
+    pub origin: String,
+    #[source]
+    pub failure: Failure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Rtnl(#[from] RtnlError),
+    #[error("cannot set bond primary {primary} through {path}: {source}")]
     Primary {
-        link: String,
-        origin: String,
         primary: String,
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The links as the kernel last reported them: one rtnetlink dump per
+/// apply, refreshed only after Keel created or enslaved a link (every
+/// lookup by name would otherwise be a full dump, which adds up under
+/// emulation).
+struct Known(Vec<Link>);
+
+impl Known {
+    fn find(&self, name: &str) -> Option<&Link> {
+        self.0
+            .iter()
+            .find(|l| l.name == name || l.alt_names.iter().any(|a| a == name))
+    }
+
+    fn need(&self, name: &str) -> Result<Link, RtnlError> {
+        self.find(name)
+            .cloned()
+            .ok_or_else(|| RtnlError::NoSuchLink(name.to_owned()))
+    }
+
+    async fn refresh(&mut self, rtnl: &Rtnl) -> Result<(), RtnlError> {
+        self.0 = rtnl.links().await?;
+        Ok(())
+    }
 }
 
 /// Applies every link of `plan`. `sys_root` is where the bond `primary`
@@ -47,73 +76,54 @@ pub enum ApplyError {
 /// IFLA_BOND_PRIMARY, which needs a changelink request on a live bond).
 pub async fn apply(rtnl: &Rtnl, plan: &Plan, sys_root: &Path) -> Report {
     let mut report = Report::default();
+    let mut known = Known(Vec::new());
+    if let Err(e) = known.refresh(rtnl).await {
+        report.errors.push(ApplyError {
+            link: "*".into(),
+            origin: "list links".into(),
+            failure: e.into(),
+        });
+        return report;
+    }
     for lp in &plan.links {
-        if let Err(source) = apply_link(rtnl, lp, sys_root, &mut report.changes).await {
-            report.errors.push(match source {
-                Failure::Rtnl(source) => ApplyError::Rtnl {
-                    link: lp.name.clone(),
-                    origin: lp.origin.clone(),
-                    source,
-                },
-                Failure::Primary {
-                    primary,
-                    path,
-                    source,
-                } => ApplyError::Primary {
-                    link: lp.name.clone(),
-                    origin: lp.origin.clone(),
-                    primary,
-                    path,
-                    source,
-                },
+        if let Err(failure) = apply_link(rtnl, &mut known, lp, sys_root, &mut report.changes).await
+        {
+            report.errors.push(ApplyError {
+                link: lp.name.clone(),
+                origin: lp.origin.clone(),
+                failure,
             });
         }
     }
     report
 }
 
-enum Failure {
-    Rtnl(RtnlError),
-    Primary {
-        primary: String,
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-impl From<RtnlError> for Failure {
-    fn from(e: RtnlError) -> Failure {
-        Failure::Rtnl(e)
-    }
-}
-
 async fn apply_link(
     rtnl: &Rtnl,
+    known: &mut Known,
     lp: &LinkPlan,
     sys_root: &Path,
     changes: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let name = lp.name.as_str();
-    let found = rtnl.link(name).await?;
-    let existed = found.is_some();
+    let existed = known.find(name).is_some();
     match &lp.create {
         Some(Create::Dummy) if !existed => {
             rtnl.ensure_dummy(name).await?;
             changes.push(format!("{name}: created dummy link"));
+            known.refresh(rtnl).await?;
         }
         Some(Create::Vlan { parent, id }) => {
             // A VLAN carries nothing while its parent is down.
-            let p = rtnl
-                .link(parent)
-                .await?
-                .ok_or_else(|| RtnlError::NoSuchLink(parent.clone()))?;
+            let p = known.need(parent)?;
             if !p.up {
-                rtnl.set_up(parent).await?;
+                rtnl.set_link_up(&p).await?;
                 changes.push(format!("{parent}: up (parent of {name})"));
             }
             if !existed {
                 rtnl.ensure_vlan(name, parent, *id).await?;
                 changes.push(format!("{name}: created VLAN {id} on {parent}"));
+                known.refresh(rtnl).await?;
             }
         }
         Some(Create::Bond {
@@ -124,17 +134,22 @@ async fn apply_link(
             if !existed {
                 rtnl.ensure_bond(name, settings).await?;
                 changes.push(format!("{name}: created bond"));
+                known.refresh(rtnl).await?;
             }
-            let bond = rtnl
-                .link(name)
-                .await?
-                .ok_or_else(|| RtnlError::NoSuchLink(name.to_owned()))?;
+            let bond = known.need(name)?;
+            let mut enslaved = false;
             for m in members {
-                let member = rtnl.link(m).await?;
-                if member.is_some_and(|l| l.controller != Some(bond.index)) {
+                if known
+                    .find(m)
+                    .is_some_and(|l| l.controller != Some(bond.index))
+                {
                     rtnl.enslave(m, name).await?;
                     changes.push(format!("{name}: enslaved {m}"));
+                    enslaved = true;
                 }
+            }
+            if enslaved {
+                known.refresh(rtnl).await?;
             }
             if let Some(p) = primary {
                 set_primary(sys_root, name, p, changes)?;
@@ -142,16 +157,7 @@ async fn apply_link(
         }
         _ => {}
     }
-    let link = match (found, &lp.create) {
-        (Some(l), None) => l,
-        // Created or changed (bond members) above: look again.
-        _ => rtnl
-            .link(name)
-            .await?
-            .ok_or_else(|| RtnlError::NoSuchLink(name.to_owned()))?,
-    };
-    // One lookup per link: every rtnetlink lookup by name is a full dump
-    // of the links, which adds up under emulation.
+    let link = known.need(name)?;
     if let Some(mtu) = lp.mtu {
         if link.mtu != Some(mtu) {
             rtnl.set_link_mtu(&link, mtu).await?;

@@ -15,6 +15,11 @@ pub mod sysfs;
 
 use std::path::Path;
 
+/// Talos's default metric for static and DHCP routes
+/// (`DefaultRouteMetric` in pkg/machinery/nethelpers), so that routes with
+/// the usual smaller metrics win.
+pub const DEFAULT_ROUTE_METRIC: u32 = 1024;
+
 /// Names of the links the kernel has, from `<sys_root>/class/net`, sorted.
 pub fn link_names(sys_root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(sys_root.join("class/net"))

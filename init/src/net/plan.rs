@@ -29,9 +29,7 @@ use super::sysfs::LinkFacts;
 use crate::config::bond::{self, Bond};
 use crate::config::schema::{Config, Interface, Link, Route};
 
-/// Talos's default metric for static and DHCP routes
-/// (`DefaultRouteMetric` in pkg/machinery/nethelpers).
-pub const DEFAULT_ROUTE_METRIC: u32 = 1024;
+pub use super::DEFAULT_ROUTE_METRIC;
 
 /// The links Keel sees: sysfs facts plus each link's alternative names
 /// (from rtnetlink; sysfs does not show them).

@@ -1,30 +1,10 @@
-use std::net::IpAddr;
-
 use super::*;
 use crate::cmdline::Cmdline;
 use crate::net::ipcfg;
-use crate::net::sysfs::{DeviceFacts, PciFacts};
+use crate::net::sysfs::test_nic;
 
 fn nic(name: &str, mac: &str, bus: &str) -> LinkFacts {
-    LinkFacts {
-        name: name.into(),
-        arphrd: 1,
-        address: Some(mac.into()),
-        addr_assign_type: Some(0),
-        permanent_addr: Some(mac.into()),
-        device: Some(DeviceFacts {
-            driver: Some("virtio_net".into()),
-            bus_path: bus.into(),
-            pci: Some(PciFacts {
-                slot_name: bus.into(),
-                direct: true,
-                id: Some("1AF4:1000".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    test_nic(name, mac, bus, "1AF4:1000", "virtio_net")
 }
 
 /// Two NICs renamed to predictable names, kernel names as altnames.
@@ -59,10 +39,6 @@ fn params(cmdline: &str) -> NetParams {
     let (p, errs) = ipcfg::parse_lenient(&Cmdline::parse(cmdline));
     assert!(errs.is_empty(), "{errs:?}");
     p
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 /// A compact view of a plan: `name: addrs | routes | dhcp | create`.
@@ -280,7 +256,6 @@ fn vlan_names() {
         vlan_name("enp129s0f1np0", 100),
         vlan_name("enp129s0f1np1", 100)
     );
-    let _ = ip("10.0.0.1");
 }
 
 #[test]

@@ -114,29 +114,7 @@ pub fn matches(sel: &DeviceSelector, link: &LinkFacts) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::sysfs::{DeviceFacts, PciFacts};
-
-    fn nic(name: &str, mac: &str, bus: &str, id: &str, driver: &str) -> LinkFacts {
-        LinkFacts {
-            name: name.into(),
-            arphrd: 1,
-            address: Some(mac.into()),
-            addr_assign_type: Some(0),
-            permanent_addr: Some(mac.into()),
-            device: Some(DeviceFacts {
-                driver: Some(driver.into()),
-                bus_path: bus.into(),
-                pci: Some(PciFacts {
-                    slot_name: bus.into(),
-                    direct: true,
-                    id: Some(id.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::net::sysfs::test_nic as nic;
 
     fn links() -> Vec<LinkFacts> {
         let mut bond = LinkFacts {

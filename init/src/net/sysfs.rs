@@ -172,6 +172,30 @@ impl LinkFacts {
     }
 }
 
+/// A PCI NIC with a permanent MAC, for the selector and plan tables.
+#[cfg(test)]
+pub(crate) fn test_nic(name: &str, mac: &str, bus: &str, id: &str, driver: &str) -> LinkFacts {
+    LinkFacts {
+        name: name.into(),
+        arphrd: ARPHRD_ETHER,
+        address: Some(mac.into()),
+        addr_assign_type: Some(0),
+        permanent_addr: Some(mac.into()),
+        device: Some(DeviceFacts {
+            driver: Some(driver.into()),
+            bus_path: bus.into(),
+            pci: Some(PciFacts {
+                slot_name: bus.into(),
+                direct: true,
+                id: Some(id.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Every link under `<sys_root>/class/net`, in ifindex order. A link that
 /// cannot be read (it may vanish while we look) is logged and left out.
 pub fn read_links(sys_root: &Path) -> Vec<LinkFacts> {

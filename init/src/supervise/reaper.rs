@@ -92,7 +92,7 @@ impl Reaper {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Poisoning cannot leave the map inconsistent (single inserts and
         // removes), so keep going rather than lose the reaper.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Spawns `cmd` and registers it; its exit arrives on `Child::exit`.

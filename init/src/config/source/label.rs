@@ -162,15 +162,11 @@ pub fn probe_device(path: &Path) -> std::io::Result<Option<(FsType, String)>> {
     Ok(probe_label(&buf))
 }
 
-/// Every block device and partition under `<sys_root>/class/block` whose
-/// filesystem carries one of `labels`, opened as `<dev_root>/<name>`;
-/// ordered by the labels' order, then by device name.
-///
-/// Skipped: `ram*` (the kernel's RAM disks), and devices whose `size` is 0
-/// or unreadable (unattached loop devices, empty CD drives). Devices that
-/// cannot be opened or read are skipped with a debug log: a config disk is
-/// looked for again on the next retry.
-pub fn find_labelled(sys_root: &Path, dev_root: &Path, labels: &[&str]) -> Vec<Found> {
+/// The block devices and partitions under `<sys_root>/class/block` that
+/// can hold a filesystem, sorted by name: not `ram*` (the kernel's RAM
+/// disks), and with a readable, non-zero `size` (unattached loop devices
+/// and empty CD drives have 0).
+pub fn block_devices(sys_root: &Path) -> Vec<String> {
     let class = sys_root.join("class/block");
     let Ok(entries) = std::fs::read_dir(&class) else {
         log::debug!("cannot list {}", class.display());
@@ -180,20 +176,35 @@ pub fn find_labelled(sys_root: &Path, dev_root: &Path, labels: &[&str]) -> Vec<F
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !n.starts_with("ram"))
+        .filter(|n| {
+            std::fs::read_to_string(class.join(n).join("size"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|size| size > 0)
+        })
         .collect();
     names.sort();
+    names
+}
+
+/// The device node of sysfs block device `name`. The kernel writes '/' in
+/// a device name as '!' in sysfs (`cciss!c0d0` is /dev/cciss/c0d0).
+pub fn device_path(dev_root: &Path, name: &str) -> std::path::PathBuf {
+    dev_root.join(name.replace('!', "/"))
+}
+
+/// Every block device and partition under `<sys_root>/class/block` whose
+/// filesystem carries one of `labels`, opened as `<dev_root>/<name>`;
+/// ordered by the labels' order, then by device name.
+///
+/// Skipped: `ram*` (the kernel's RAM disks), and devices whose `size` is 0
+/// or unreadable (unattached loop devices, empty CD drives). Devices that
+/// cannot be opened or read are skipped with a debug log: a config disk is
+/// looked for again on the next retry.
+pub fn find_labelled(sys_root: &Path, dev_root: &Path, labels: &[&str]) -> Vec<Found> {
     let mut found = Vec::new();
-    for name in names {
-        let size = std::fs::read_to_string(class.join(&name).join("size"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        if size == 0 {
-            continue;
-        }
-        // The kernel writes '/' in a device name as '!' in sysfs
-        // (`cciss!c0d0` is /dev/cciss/c0d0).
-        let device = dev_root.join(name.replace('!', "/"));
+    for name in block_devices(sys_root) {
+        let device = device_path(dev_root, &name);
         match probe_device(&device) {
             Ok(Some((fstype, label))) => {
                 if labels.iter().any(|l| l.eq_ignore_ascii_case(&label)) {

@@ -28,9 +28,7 @@ use super::lease::Lease;
 use super::socket::Transport;
 use crate::net::rtnl::{RouteSpec, Rtnl};
 
-/// Metric of DHCP routes when the config names none: Talos's default for
-/// DHCP routes, so that static routes with the usual smaller metrics win.
-pub const DEFAULT_ROUTE_METRIC: u32 = 1024;
+pub use crate::net::DEFAULT_ROUTE_METRIC;
 /// Retry delays for opening the sockets, doubling.
 const REOPEN_FIRST: Duration = Duration::from_secs(1);
 const REOPEN_MAX: Duration = Duration::from_secs(30);
