@@ -61,6 +61,10 @@ pub struct Status {
     pub leases: BTreeMap<String, Lease>,
 }
 
+/// How long a stopping DHCP client may take to release its lease and
+/// remove what it applied (one RELEASE datagram and a few netlink calls).
+const DHCP_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 struct Running {
     task: JoinHandle<()>,
     /// Asks the runner to release its lease and undo what it applied.
@@ -244,7 +248,7 @@ impl Manager {
                 }
             }
         }
-        self.stop_dhcp(&plan);
+        self.stop_dhcp(&plan).await;
         let report = apply::apply(&self.rtnl, &plan, &self.settings.sys_root).await;
         for c in &report.changes {
             log::info!("network: {c}");
@@ -280,7 +284,7 @@ impl Manager {
 
     /// Stops the DHCP clients the plan no longer wants; before applying,
     /// so a link that becomes a bond member is not still running one.
-    fn stop_dhcp(&mut self, plan: &Plan) {
+    async fn stop_dhcp(&mut self, plan: &Plan) {
         let wanted = dhcp_links(plan);
         let stale: Vec<String> = self
             .dhcp
@@ -291,8 +295,19 @@ impl Manager {
         for name in stale {
             if let Some(r) = self.dhcp.remove(&name) {
                 // The runner sends a RELEASE and removes the address,
-                // routes and MTU it applied, then ends.
+                // routes and MTU it applied, then ends. Wait for that
+                // before applying: the config may give the link the very
+                // address the lease had, and a removal that lands after the
+                // apply would take the static address away.
                 let _ = r.stop.send(());
+                let mut task = r.task;
+                if tokio::time::timeout(DHCP_STOP_TIMEOUT, &mut task)
+                    .await
+                    .is_err()
+                {
+                    log::warn!("network: {name}: DHCP client did not stop in time; aborting it");
+                    task.abort();
+                }
                 log::info!(
                     "network: {name}: DHCP stopped ({})",
                     plan_reason(plan, &name)
