@@ -27,6 +27,12 @@ commands:
                           path, mac) and why, driver, busPath, pciID, MACs.
                           DIR defaults to /sys; --ifnames defaults to
                           net.ifnames in /proc/cmdline without --sysfs, else 1
+  vip --ip IP --link NAME [--endpoint URL] [--ttl SECS] [--name ID]
+                          run one VIP election by hand against an etcd
+                          cluster (as PID 1 does on a control-plane node):
+                          hold IP on link NAME while elected; SIGTERM or
+                          ctrl-c releases and resigns. Defaults: URL
+                          http://127.0.0.1:2379, SECS 5, ID the hostname
   version                 print the version
   help                    print this help
 
@@ -117,6 +123,7 @@ fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             print!("{}", text.join("\n"));
             Ok(0)
         }
+        "vip" => vip(&mut parser),
         "version" | "--version" => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -163,5 +170,99 @@ fn validate(file: &Path) -> i32 {
             eprintln!("{name}: invalid config: {n} error{s}");
             1
         }
+    }
+}
+
+/// `keel vip`: one election outside PID 1 (debugging a cluster by hand,
+/// and the host tests, which run one per network namespace).
+fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
+    use lexopt::prelude::*;
+    let mut ip: Option<std::net::IpAddr> = None;
+    let mut link: Option<String> = None;
+    let mut endpoint = "http://127.0.0.1:2379".to_string();
+    let mut ttl = crate::config::types::VipTtl::default().seconds();
+    let mut identity: Option<String> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("ip") => ip = Some(parser.value()?.string()?.parse()?),
+            Long("link") => link = Some(parser.value()?.string()?),
+            Long("endpoint") => endpoint = parser.value()?.string()?,
+            Long("ttl") => {
+                let v: u64 = parser.value()?.string()?.parse()?;
+                ttl = crate::config::types::VipTtl::try_from(v)
+                    .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?
+                    .seconds();
+            }
+            Long("name") => identity = Some(parser.value()?.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let (Some(ip), Some(link)) = (ip, link) else {
+        anyhow::bail!("vip: --ip and --link are required\n\n{USAGE}");
+    };
+    let identity = match identity {
+        Some(i) => i,
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    log_to_stderr();
+    let params = crate::vip::Params {
+        ip,
+        ttl: std::time::Duration::from_secs(ttl.into()),
+        link,
+        identity,
+        endpoint,
+        tls: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (_healthy_tx, etcd_healthy) = tokio::sync::watch::channel(true);
+        let (state_tx, mut state) =
+            tokio::sync::watch::channel(crate::vip::VipState::WaitingForEtcd);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let inputs = crate::vip::Inputs { etcd_healthy, stop };
+        let mut task = tokio::spawn(crate::vip::run(params, inputs, state_tx));
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                r = state.changed() => {
+                    if r.is_err() { break; }
+                    log::info!("vip state: {}", *state.borrow_and_update());
+                }
+                _ = &mut task => return Ok(0),
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        Ok(0)
+    })
+}
+
+/// `log` records to stderr with the monotonic time (seconds since boot,
+/// like the kernel's), so lines from several processes line up.
+fn log_to_stderr() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Info && m.target().starts_with("keel")
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                    .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+                    .unwrap_or_default();
+                eprintln!("[{t:12.6}] {:5} {}", r.level(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: Stderr = Stderr;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
     }
 }

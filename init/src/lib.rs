@@ -15,6 +15,7 @@ pub mod shutdown;
 pub mod storage;
 pub mod supervise;
 pub mod uevent;
+pub mod vip;
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod etcd;
+pub mod vipnet;
 
 use std::path::{Path, PathBuf};
 

@@ -97,12 +97,15 @@ pub enum ProbeError {
     Timeout { endpoint: String, timeout: Duration },
 }
 
-/// Connection options for Keel's etcd clients: per-request and connect
-/// timeouts, and TLS when the config has certificates.
-pub fn options(tls: Option<&ClientTls>, timeout: Duration) -> ConnectOptions {
-    let mut opts = ConnectOptions::new()
-        .with_timeout(timeout)
-        .with_connect_timeout(timeout);
+/// Connection options for Keel's etcd clients: a connect timeout, a
+/// per-request timeout unless `per_request` is false (it would also cut
+/// off calls that block on purpose, like an election's `Campaign`), and TLS
+/// when the config has certificates.
+pub fn options(tls: Option<&ClientTls>, timeout: Duration, per_request: bool) -> ConnectOptions {
+    let mut opts = ConnectOptions::new().with_connect_timeout(timeout);
+    if per_request {
+        opts = opts.with_timeout(timeout);
+    }
     if let Some(t) = tls {
         let mut cfg = TlsOptions::new().ca_certificate(Certificate::from_pem(&t.ca));
         if let Some(id) = &t.identity {
@@ -113,13 +116,22 @@ pub fn options(tls: Option<&ClientTls>, timeout: Duration) -> ConnectOptions {
     opts
 }
 
-/// A client for `endpoint` (the connection itself is made lazily).
+/// A client for `endpoint` whose requests time out after `timeout`.
 pub async fn connect(
     endpoint: &str,
     tls: Option<&ClientTls>,
     timeout: Duration,
 ) -> Result<Client, ProbeError> {
-    let connect = Client::connect([endpoint], Some(options(tls, timeout)));
+    connect_with(endpoint, options(tls, timeout, true), timeout).await
+}
+
+/// A client for `endpoint` with `opts`, connecting within `timeout`.
+pub async fn connect_with(
+    endpoint: &str,
+    opts: ConnectOptions,
+    timeout: Duration,
+) -> Result<Client, ProbeError> {
+    let connect = Client::connect([endpoint], Some(opts));
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(source)) => Err(ProbeError::Connect {

@@ -51,6 +51,9 @@ pub struct Link {
     /// physical NICs and loopback.
     pub kind: Option<String>,
     pub up: bool,
+    /// IFF_LOWER_UP: the link has carrier (netdevice(7)); a VIP is given
+    /// up on a link that loses it.
+    pub carrier: bool,
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
     /// Index of the bond (or bridge) this link is enslaved to.
@@ -69,12 +72,22 @@ fn is_exists(e: &rtnetlink::Error) -> bool {
     errno(e) == Some(EEXIST)
 }
 
+/// The prefix length of a single-host address: 32 for IPv4, 128 for IPv6.
+pub fn host_prefix(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
 fn link_from(msg: &LinkMessage) -> Link {
     let mut l = Link {
         index: msg.header.index,
         name: String::new(),
         kind: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        carrier: msg.header.flags.contains(LinkFlags::LowerUp),
         mtu: None,
         mac: None,
         controller: None,
@@ -466,6 +479,30 @@ impl Rtnl {
             Err(e) if is_exists(&e) => Ok(()),
             Err(source) => Err(RtnlError::Link {
                 link: name.to_string(),
+                what: "add address",
+                source,
+            }),
+        }
+    }
+
+    /// Adds a host address (/32 or /128, scope global) for a VIP. IPv6
+    /// gets IFA_F_NODAD: duplicate address detection would keep it
+    /// tentative (unusable) for a second or more (ipv6(7), RFC 4862 5.4),
+    /// and the election already guarantees a single owner.
+    pub async fn add_host_address(&self, l: &Link, ip: IpAddr) -> Result<(), RtnlError> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let prefix = host_prefix(ip);
+        let mut req = self.handle.address().add(l.index, ip, prefix);
+        if ip.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(source) => Err(RtnlError::Link {
+                link: l.name.clone(),
                 what: "add address",
                 source,
             }),

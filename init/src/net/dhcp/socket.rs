@@ -261,12 +261,18 @@ fn filter() -> [libc::sock_filter; 9] {
     ]
 }
 
-/// `sockaddr_ll` for `bind` and `sendto` on the link.
+/// `sockaddr_ll` for `bind` and `sendto` on the link, for IPv4 frames.
 fn link_addr(ifindex: u32, dest: [u8; 6]) -> LinkAddr {
+    packet_addr(ifindex, libc::ETH_P_IP as u16, dest)
+}
+
+/// `sockaddr_ll` (packet(7)) for link `ifindex`, EtherType `protocol`,
+/// destination MAC `dest`.
+pub(crate) fn packet_addr(ifindex: u32, protocol: u16, dest: [u8; 6]) -> LinkAddr {
     // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    sll.sll_protocol = protocol.to_be();
     sll.sll_ifindex = ifindex as i32;
     sll.sll_halen = 6;
     sll.sll_addr[..6].copy_from_slice(&dest);

@@ -1,0 +1,158 @@
+//! The VIP election on this host, as root: three network namespaces on a
+//! bridge the test creates, each with its own real etcd member and a real
+//! `keel vip` (the musl build of the init binary, the same election code
+//! PID 1 runs). The address's presence is read from `ip monitor` in every
+//! namespace, announcements from a packet socket on the bridge.
+
+use std::time::{Duration, Instant};
+
+use keel_tests::vipnet::{overlap, VipNet};
+
+const TTL: u64 = 3;
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+fn settle(net: &VipNet) -> usize {
+    net.wait_single_holder(Duration::from_secs(60), Duration::from_millis(500))
+        .unwrap_or_else(|| panic!("no single holder: {:?}\n{}", net.holders(), net.logs()))
+}
+
+/// Start, graceful stop, crash, crash with a fast restart, frozen etcd,
+/// partition: one holder at every moment, failover within the bounds the
+/// design promises, the burst of gratuitous ARP on every acquisition.
+#[test]
+fn vip_election_in_namespaces() {
+    let mut net = VipNet::new("vip", 3, TTL);
+    let started = Instant::now();
+    net.start_all();
+
+    // Exactly one holder; it answers ARP, nobody else does.
+    let h = settle(&net);
+    let who = net.who_has(Duration::from_millis(300));
+    assert_eq!(who, vec![net.nodes[h].mac], "ARP replies for the VIP");
+    // The burst: 5 announcements of each form from the holder's MAC.
+    let garps = net.garps_since(started);
+    let mine: Vec<_> = garps.iter().filter(|g| g.1 == net.nodes[h].mac).collect();
+    let requests = mine.iter().filter(|g| !g.2).count();
+    let replies = mine.iter().filter(|g| g.2).count();
+    assert!(
+        requests >= 5 && replies >= 5,
+        "burst: {requests} requests, {replies} replies: {garps:?}"
+    );
+    let span = mine[mine.len() - 1].0 - mine[0].0;
+    assert!(
+        span >= Duration::from_millis(700),
+        "burst spread over {span:?}"
+    );
+    assert!(garps.iter().all(|g| g.1 == net.nodes[h].mac), "{garps:?}");
+
+    // Graceful stop: released and resigned, the next node within 0.3 s.
+    let t = Instant::now();
+    net.stop_vip(h);
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no new holder after graceful stop\n{}", net.logs()));
+    eprintln!("graceful: {} ms", ms(new.at - t));
+    assert!(
+        new.at - t < Duration::from_millis(300),
+        "graceful failover took {:?}",
+        new.at - t
+    );
+    assert!(net.dropped_at(h, t).is_some_and(|d| d <= new.at));
+    let first_garp = net
+        .garps_since(t)
+        .into_iter()
+        .find(|g| g.1 == net.nodes[new.node].mac);
+    assert!(first_garp.is_some(), "the new holder announced itself");
+    net.start_vip(h);
+    let h = settle(&net);
+
+    // Crash: the lease expires, another node within TTL + 1 s.
+    let t = Instant::now();
+    net.crash_vip(h);
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(TTL + 5))
+        .unwrap_or_else(|| panic!("no new holder after crash\n{}", net.logs()));
+    eprintln!("crash: {} ms", ms(new.at - t));
+    assert!(
+        new.at - t < Duration::from_secs(TTL + 1),
+        "crash failover {:?}",
+        new.at - t
+    );
+    net.start_vip(h);
+    let h = settle(&net);
+
+    // Crash and restart at once: the restarted process resigns its stale
+    // campaign, so nobody waits for the dead lease.
+    let t = Instant::now();
+    net.crash_vip(h);
+    net.start_vip(h);
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(TTL + 5))
+        .unwrap_or_else(|| panic!("no new holder after crash + restart\n{}", net.logs()));
+    eprintln!("crash + restart: {} ms", ms(new.at - t));
+    assert!(
+        new.at - t < Duration::from_millis(1500),
+        "with the stale key resigned failover should not wait for the lease: {:?}\n{}",
+        new.at - t,
+        net.logs()
+    );
+    assert!(
+        net.logs().contains("resigned a stale campaign"),
+        "{}",
+        net.logs()
+    );
+    let h = settle(&net);
+
+    // etcd on the holder's side hangs: the holder's fencing deadline passes
+    // and it drops the address before the lease can expire anywhere.
+    let t = Instant::now();
+    net.freeze_etcd(h, true);
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(4 * TTL + 10))
+        .unwrap_or_else(|| panic!("no new holder with etcd frozen\n{}", net.logs()));
+    let dropped = net
+        .dropped_at(h, t)
+        .expect("the frozen side dropped the VIP");
+    eprintln!(
+        "etcd frozen: dropped after {} ms, new holder after {} ms",
+        ms(dropped - t),
+        ms(new.at - t)
+    );
+    assert!(dropped < new.at, "the old holder dropped it first");
+    net.freeze_etcd(h, false);
+    let h = settle(&net);
+
+    // Partition: cut off the bridge, the holder loses carrier and quorum.
+    let t = Instant::now();
+    net.partition(h, true);
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(4 * TTL + 10))
+        .unwrap_or_else(|| panic!("no new holder with the holder partitioned\n{}", net.logs()));
+    let dropped = net
+        .dropped_at(h, t)
+        .expect("the partitioned side dropped the VIP");
+    eprintln!(
+        "partition: dropped after {} ms, new holder after {} ms",
+        ms(dropped - t),
+        ms(new.at - t)
+    );
+    assert!(dropped < new.at, "the old holder dropped it first");
+    net.partition(h, false);
+    settle(&net);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        net.holders().len(),
+        1,
+        "one holder after the partition heals"
+    );
+
+    let events = net.events();
+    assert_eq!(
+        overlap(&events, 3),
+        Duration::ZERO,
+        "two holders at once: {events:?}"
+    );
+}
