@@ -11,7 +11,7 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run test deps init image lint unit e2e bench bench-net clean
+.PHONY: run test deps init image lint unit e2e bench bench-net bench-failover clean
 
 ## make run: build everything and boot one node, console on the terminal,
 ## with examples/single-node.yaml as its machine config (RUN_CONFIG=...).
@@ -50,6 +50,12 @@ bench: deps image
 ## make bench-net: /init → all links configured (static config, 2 NICs + VLAN).
 bench-net: deps image
 	$(TOOLS) -p keel-tests --bin keel-bench -- --build $(BUILD) --net $(BENCH_ARGS)
+
+## make bench-failover: the VIP under 24 faults (graceful, crash, partition,
+## etcd kill) on 3 nodes in network namespaces with real etcd members;
+## median/max failover per kind and the split-brain overlap. Needs root.
+bench-failover: deps init
+	$(TOOLS) -p keel-tests --bin keel-failover -- $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)/run target

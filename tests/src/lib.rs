@@ -1,6 +1,7 @@
 //! Shared helpers for Keel's integration and end-to-end tests: where the
 //! built artifacts are, and booting them under QEMU.
 
+pub mod cluster;
 pub mod console;
 pub mod etcd;
 pub mod vipnet;

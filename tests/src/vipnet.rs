@@ -200,6 +200,9 @@ impl VipNet {
                 "--initial-cluster-state",
                 "new",
             ])
+            // As Keel runs it (etcd/args.rs): a member coming back from a
+            // partition does not force a leader election.
+            .arg("--pre-vote=true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

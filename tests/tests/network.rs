@@ -9,11 +9,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::time::Duration;
 
 use base64::Engine;
 use keel_qemu::Nic;
-use keel_switch::{arp_probe, MacAddr, Switch, HOST_MAC};
+use keel_switch::{MacAddr, Switch};
 use keel_tests::console::assert_contains_all;
 use keel_tests::{boot_vm_with, BOOT_TIMEOUT};
 
@@ -29,31 +28,7 @@ fn inline(yaml: &str) -> String {
 
 /// The MACs answering ARP for `ip` (on VLAN `vlan` when given).
 fn who_has(switch: &Switch, ip: Ipv4Addr, vlan: Option<u16>) -> Vec<MacAddr> {
-    let mut probe = arp_probe(ip, HOST_MAC, Ipv4Addr::UNSPECIFIED);
-    if let Some(vid) = vlan {
-        // 802.1Q tag between the source MAC and the EtherType.
-        let tag = [0x81, 0x00, (vid >> 8) as u8, vid as u8];
-        probe.splice(12..12, tag);
-    }
-    // A guest that just configured the address may miss the first probe
-    // while its link comes up: ask a few times.
-    for _ in 0..20 {
-        let since = std::time::Instant::now();
-        switch.inject(&probe).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        let macs: Vec<MacAddr> = switch
-            .frames_since(since)
-            .iter()
-            .filter(|f| f.ethernet().is_some_and(|e| e.vlan == vlan))
-            .filter_map(|f| f.arp())
-            .filter(|a| a.is_reply() && a.sender_ip == ip)
-            .map(|a| a.sender_mac)
-            .collect();
-        if !macs.is_empty() {
-            return macs;
-        }
-    }
-    Vec::new()
+    keel_tests::cluster::who_has(switch, ip, vlan, 20)
 }
 
 fn switch_nic(switch: &Switch, port: usize, id: &str, mac: &str) -> Nic {

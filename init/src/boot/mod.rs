@@ -305,12 +305,15 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
     }
 
     // etcd, once started, is stopped before the shutdown sequence (whose
-    // SIGTERM sweep would otherwise race the supervisor's restarts).
-    let etcd_slot: Arc<std::sync::Mutex<Option<crate::etcd::Supervisor>>> = Arc::default();
+    // SIGTERM sweep would otherwise race the supervisor's restarts), and
+    // the VIPs are released and resigned before etcd stops.
+    let etcd_slot: Arc<std::sync::Mutex<Option<services::Etcd>>> = Arc::default();
+    let vip_slot: Arc<std::sync::Mutex<Option<services::Vips>>> = Arc::default();
     let etcd_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let services_reaper = reaper.clone();
     let boot_rest = {
         let (etcd_slot, etcd_task) = (etcd_slot.clone(), etcd_task.clone());
+        let vip_slot = vip_slot.clone();
         let cmdline = cmdline.clone();
         async move {
             let t = Phase::start("config");
@@ -341,9 +344,15 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                             // In a task: etcd may wait for its address, and
                             // `ready` means PID 1's own boot is done.
                             let (config, slot) = (l.config.clone(), etcd_slot.clone());
+                            let vip_slot = vip_slot.clone();
                             let task = tokio::spawn(async move {
-                                let sup = services::start_etcd(config, reaper, status).await;
-                                *lock(&slot) = sup;
+                                let net = status.clone();
+                                let etcd =
+                                    services::start_etcd(config.clone(), reaper, status).await;
+                                if let Some(etcd) = &etcd {
+                                    *lock(&vip_slot) = services::start_vips(&config, etcd, net);
+                                }
+                                *lock(&slot) = etcd;
                             });
                             *lock(&etcd_task) = Some(task);
                         }
@@ -381,10 +390,19 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
     if let Some(task) = lock(&etcd_task).take() {
         task.abort();
     }
-    let etcd = lock(&etcd_slot).take();
-    if let Some(sup) = etcd {
+    let vips = lock(&vip_slot).take();
+    if let Some(vips) = vips {
         let t = Instant::now();
-        sup.stop().await;
+        vips.stop().await;
+        log::info!(
+            "vip: released and resigned in {} ms",
+            t.elapsed().as_millis()
+        );
+    }
+    let etcd = lock(&etcd_slot).take();
+    if let Some(etcd) = etcd {
+        let t = Instant::now();
+        etcd.sup.stop().await;
         log::info!("etcd stopped in {} ms", t.elapsed().as_millis());
     }
     match reaper {

@@ -1,6 +1,7 @@
 //! What PID 1 runs once a machine config is loaded: `/var` (see
 //! [`crate::storage`]), then etcd on control-plane nodes, once the address
-//! its peer URL names exists on a link.
+//! its peer URL names exists on a link, then one VIP election per
+//! configured VIP (see [`crate::vip`]) against that etcd member.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,11 +11,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{Config, MachineType};
-use crate::etcd::{self, ArgsError, Plan, Runtime, Supervisor};
+use crate::etcd::args::ClientTls;
+use crate::etcd::{self, ArgsError, Health, Plan, Runtime, Supervisor};
 use crate::net::manager::Status;
 use crate::net::rtnl::Rtnl;
 use crate::storage::{self, VarSource};
 use crate::supervise::Reaper;
+use crate::vip;
+use tokio::task::JoinHandle;
 
 /// The image's mke2fs (image/src/assemble.rs).
 const MKFS: &str = "/sbin/mke2fs";
@@ -68,7 +72,7 @@ pub async fn start_etcd(
     config: Arc<Config>,
     reaper: Reaper,
     mut net: watch::Receiver<Status>,
-) -> Option<Supervisor> {
+) -> Option<Etcd> {
     if config.machine_type() == MachineType::Worker {
         log::info!("etcd: worker node, not running etcd");
         return None;
@@ -105,8 +109,114 @@ pub async fn start_etcd(
         }
     };
     log::info!("etcd: starting member {}", plan.name);
-    Some(Supervisor::start(
-        reaper,
-        etcd::Settings::new(etcd::BINARY, plan),
-    ))
+    let (endpoint, tls, member) = (
+        plan.local_endpoint.clone(),
+        plan.client_tls.clone(),
+        plan.name.clone(),
+    );
+    Some(Etcd {
+        sup: Supervisor::start(reaper, etcd::Settings::new(etcd::BINARY, plan)),
+        endpoint,
+        tls,
+        member,
+    })
+}
+
+/// The running etcd member and what a local client needs.
+pub struct Etcd {
+    pub sup: Supervisor,
+    /// The member's loopback client URL.
+    pub endpoint: String,
+    pub tls: Option<ClientTls>,
+    pub member: String,
+}
+
+/// The running VIP elections.
+pub struct Vips {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How long shutdown waits for the elections to remove their addresses and
+/// resign (each resign and revoke has a 1 s deadline of its own).
+const VIP_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Vips {
+    /// Releases every VIP this node holds and resigns, so another node
+    /// takes over at once; called before etcd is stopped.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(VIP_STOP_TIMEOUT, t).await;
+        }
+    }
+}
+
+/// Starts one election per VIP in the config, each once the network plan
+/// names its link. The campaign value is `<hostname>/<member>`.
+pub fn start_vips(config: &Config, etcd: &Etcd, net: watch::Receiver<Status>) -> Option<Vips> {
+    let vips = config.vips();
+    if vips.is_empty() {
+        return None;
+    }
+    let hostname = config
+        .machine
+        .network
+        .hostname
+        .as_ref()
+        .map(|h| h.to_string())
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .unwrap_or_default();
+    let identity = format!("{hostname}/{}", etcd.member);
+    let (stop, stop_rx) = watch::channel(false);
+    let healthy = healthy_watch(etcd.sup.health());
+    let tasks = vips
+        .into_iter()
+        .map(|v| {
+            let mut net = net.clone();
+            let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());
+            let (identity, inputs) = (
+                identity.clone(),
+                vip::Inputs {
+                    etcd_healthy: healthy.clone(),
+                    stop: stop_rx.clone(),
+                },
+            );
+            tokio::spawn(async move {
+                let link = match net.wait_for(|s| s.vip_links.contains_key(&v.ip)).await {
+                    Ok(s) => s.vip_links[&v.ip].clone(),
+                    Err(_) => return,
+                };
+                log::info!(
+                    "vip {}: campaigning on {link} as {identity} (TTL {} s)",
+                    v.ip,
+                    v.ttl.as_secs()
+                );
+                let params = vip::Params {
+                    ip: v.ip,
+                    ttl: v.ttl,
+                    link,
+                    identity,
+                    endpoint,
+                    tls,
+                };
+                let (state, _) = watch::channel(vip::VipState::WaitingForEtcd);
+                vip::run(params, inputs, state).await;
+            })
+        })
+        .collect();
+    Some(Vips { stop, tasks })
+}
+
+/// True while etcd reports Healthy.
+fn healthy_watch(mut health: watch::Receiver<Health>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*health.borrow() == Health::Healthy);
+    tokio::spawn(async move {
+        while health.changed().await.is_ok() {
+            let ok = *health.borrow_and_update() == Health::Healthy;
+            tx.send_if_modified(|cur| std::mem::replace(cur, ok) != ok);
+        }
+        let _ = tx.send(false);
+    });
+    rx
 }

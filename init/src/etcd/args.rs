@@ -424,6 +424,11 @@ impl Plan {
             ("initial-cluster", join(&cluster)),
             ("initial-cluster-state", start.state.as_str().to_owned()),
             ("initial-cluster-token", self.token.clone()),
+            // Raft pre-vote (etcd 3.4 defaults it off, 3.5 on): a member
+            // that was partitioned away comes back without forcing a
+            // leader election, which would stall lease keepalives for
+            // seconds and move the VIP for nothing (seen in the VIP e2e).
+            ("pre-vote", "true".to_owned()),
         ];
         if let Some(tls) = &self.tls {
             let file = |name: &str| path_str(&self.pki_dir.join(name));

@@ -70,6 +70,7 @@ fn rendering() {
         cluster3,
         "--initial-cluster-state=new",
         "--initial-cluster-token=keel",
+        "--pre-vote=true",
     ];
     let loopback_only = [
         "--listen-client-urls=http://127.0.0.1:2379",
@@ -107,6 +108,7 @@ fn rendering() {
                     cluster3,
                     "--initial-cluster-state=new",
                     "--initial-cluster-token=prod",
+                    "--pre-vote=true",
                 ],
             ]),
         ),
@@ -141,6 +143,7 @@ fn rendering() {
                 "--initial-cluster=a=http://10.0.0.1:12380".into(),
                 "--initial-cluster-state=new".into(),
                 "--initial-cluster-token=keel".into(),
+                "--pre-vote=true".into(),
             ],
         ),
         (
@@ -157,6 +160,7 @@ fn rendering() {
                 "--initial-cluster=solo=http://192.168.0.7:2380".into(),
                 "--initial-cluster-state=new".into(),
                 "--initial-cluster-token=keel".into(),
+                "--pre-vote=true".into(),
             ],
         ),
         (
@@ -173,6 +177,7 @@ fn rendering() {
                 "--initial-cluster=v6=http://[fd00::1]:2380".into(),
                 "--initial-cluster-state=new".into(),
                 "--initial-cluster-token=keel".into(),
+                "--pre-vote=true".into(),
             ],
         ),
     ];

@@ -59,6 +59,8 @@ pub struct Status {
     pub configured: bool,
     /// Current DHCP leases by link.
     pub leases: BTreeMap<String, Lease>,
+    /// The link each configured VIP lives on, once resolved.
+    pub vip_links: BTreeMap<std::net::IpAddr, String>,
 }
 
 /// How long a stopping DHCP client may take to release its lease and
@@ -393,6 +395,7 @@ impl Manager {
         let status = Status {
             configured,
             leases: self.leases.clone(),
+            vip_links: p.vips.clone(),
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;

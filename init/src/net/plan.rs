@@ -148,6 +148,9 @@ pub struct Plan {
     /// Links left alone (`ignore`, `keel.network.interface.ignore=`).
     pub ignored: Vec<String>,
     pub problems: Vec<Problem>,
+    /// The link each VIP lives on (`<link>.<vid>` for a VLAN VIP). The
+    /// address itself is the election's to add, not the plan's.
+    pub vips: BTreeMap<IpAddr, String>,
 }
 
 impl Plan {
@@ -226,6 +229,7 @@ pub fn plan(config: Option<&Config>, params: &NetParams, inv: &Inventory) -> Pla
             fill(&mut lp, iface);
             claimed.push(lp.name.clone());
             vlans.extend(vlan_plans(iface, &lp.name, &origin));
+            vip_links(&mut p.vips, iface, &lp.name);
             bonds.push(lp);
             continue;
         }
@@ -249,6 +253,7 @@ pub fn plan(config: Option<&Config>, params: &NetParams, inv: &Inventory) -> Pla
             fill(&mut lp, iface);
             claimed.push(name.clone());
             vlans.extend(vlan_plans(iface, &name, &origin));
+            vip_links(&mut p.vips, iface, &name);
             p.links.push(lp);
         }
     }
@@ -523,6 +528,18 @@ fn fill(lp: &mut LinkPlan, iface: &Interface) {
                 .and_then(|o| o.route_metric)
                 .unwrap_or(DEFAULT_ROUTE_METRIC),
         });
+    }
+}
+
+/// Records the link of `iface`'s VIP and of its VLANs' VIPs.
+fn vip_links(vips: &mut BTreeMap<IpAddr, String>, iface: &Interface, link: &str) {
+    if let Some(v) = &iface.vip {
+        vips.insert(v.ip.addr(), link.to_owned());
+    }
+    for vlan in &iface.vlans {
+        if let Some(v) = &vlan.vip {
+            vips.insert(v.ip.addr(), vlan_name(link, vlan.vlan_id.get()));
+        }
     }
 }
 

@@ -265,3 +265,48 @@ fn inventory_finds_by_alt_name() {
     assert_eq!(inv.find("enp0s2").map(|l| l.name.as_str()), Some("enp0s2"));
     assert!(inv.find("eth9").is_none());
 }
+
+/// Each VIP is placed on the link its interface resolves to (by name,
+/// altname or selector), or on the VLAN link; the address itself is not
+/// in the plan (the election adds it).
+#[test]
+fn vip_links() {
+    /// (what, interfaces YAML, expected (VIP, link) pairs)
+    type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+    let cases: &[Case] = &[
+        (
+            "VIP on a link named by its altname",
+            "- interface: eth0\n  addresses: [10.5.0.2/24]\n  vip:\n    ip: 10.5.0.100",
+            &[("10.5.0.100", "enp0s2")],
+        ),
+        (
+            "VIP on a link found by selector, VIP on its VLAN",
+            "- deviceSelector:\n    hardwareAddr: 52:54:00:00:00:03\n  addresses: [10.5.0.3/24]\n  vip:\n    ip: 10.5.0.100\n  vlans:\n    - vlanId: 7\n      addresses: [10.7.0.3/24]\n      vip:\n        ip: 10.7.0.100",
+            &[("10.5.0.100", "enp0s3"), ("10.7.0.100", "enp0s3.7")],
+        ),
+        (
+            "selector that matches nothing: no link for the VIP yet",
+            "- deviceSelector:\n    hardwareAddr: 52:54:00:00:00:99\n  vip:\n    ip: 10.5.0.100",
+            &[],
+        ),
+    ];
+    for (what, yaml, want) in cases {
+        let p = plan(Some(&config(yaml)), &params(""), &inventory());
+        let got: Vec<(String, String)> = p
+            .vips
+            .iter()
+            .map(|(ip, l)| (ip.to_string(), l.clone()))
+            .collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want, "{what}");
+        for l in &p.links {
+            assert!(
+                l.addresses.iter().all(|(a, _)| !p.vips.contains_key(a)),
+                "{what}: a VIP is in the plan's addresses: {l:?}"
+            );
+        }
+    }
+}

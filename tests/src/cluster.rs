@@ -1,0 +1,429 @@
+//! Three control-plane nodes under QEMU on one L2 segment (a
+//! `keel-switch`): static addresses 10.5.0.11-13, a static etcd initial
+//! cluster, optional VIPs, each node's config given inline. Shared by the
+//! etcd and VIP end-to-end tests.
+//!
+//! # Reading and writing keys from the host
+//!
+//! The switch is a pure L2 segment: the host has no IP stack on it. The
+//! node a test talks to gets a second NIC on QEMU user networking (slirp)
+//! with `hostfwd=tcp:127.0.0.1:PORT-10.5.0.1N:2379`. slirp accepts on the
+//! host's loopback and opens a TCP connection from its gateway (10.0.2.2)
+//! to the node address, ARPing for it on the user link; Linux answers ARP
+//! for any local address on any link (`arp_ignore=0`) and accepts a packet
+//! for an address of another link (weak host model). etcd serves clients
+//! on the node address (`clientOnNodeAddress: true`). The machine config
+//! gives that NIC 10.0.2.15/24 (a config that names links leaves the
+//! others unconfigured), so replies to 10.0.2.2 route back out of it. The
+//! test's `etcd-client` requests thus travel host → slirp → the guest's
+//! kernel → etcd over real TCP, and are ordinary gRPC requests the
+//! cluster answers: nothing in the path is simulated.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use keel_qemu::{Drive, Nic, Vm};
+use keel_switch::{arp_probe, Frame, MacAddr, Switch, HOST_MAC};
+use tempfile::TempDir;
+
+use crate::etcd::Etcd;
+use crate::{boot_vm_with, free_local_port, BOOT_TIMEOUT};
+
+/// etcd across three TCG VMs: healthy ~9 s after QEMU start when the
+/// machine is idle (QEMU-NOTES); generous for a loaded one.
+pub const HEALTHY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Power button to QEMU exit: etcd gets up to 10 s to stop, then sync and
+/// unmount.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long etcd requests from the host are retried (a fresh slirp
+/// forward, a leader election after a member left).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The raw disk of the persistence test: etcd's WAL pre-allocates 64 MB
+/// segments (and the next one), so a few hundred MB. Sparse on the host.
+pub const DISK_BYTES: u64 = 512 << 20;
+
+/// Where sfdisk puts the first partition (its default alignment, 1 MiB).
+pub const PARTITION_START: u64 = 2048 * 512;
+
+/// One cluster at a time: three TCG VMs saturate this machine's two cores
+/// while they boot (QEMU-NOTES), even if the harness runs tests in
+/// parallel. Taken first in every test, so it is released last.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+pub fn one_cluster() -> MutexGuard<'static, ()> {
+    ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How one node is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// `cluster.etcd.clientOnNodeAddress: true`: etcd also serves clients
+    /// on the node address, which a rejoining member asks its peers on.
+    pub client_on_node_address: bool,
+    /// A second NIC forwarding a host loopback port to this node's etcd
+    /// client port (module docs).
+    pub host_api: bool,
+    /// A raw virtio disk.
+    pub disk: Option<PathBuf>,
+    /// `vip: {ip: 10.5.0.100}` on the switch interface, and VLAN 7 on it
+    /// (10.7.0.1N/24) with `vip: {ip: 10.7.0.100}`; both with this TTL.
+    pub vip_ttl: Option<u32>,
+}
+
+impl Spec {
+    /// A peer that serves the etcd client API on its node address.
+    pub fn peer() -> Spec {
+        Spec {
+            client_on_node_address: true,
+            ..Spec::default()
+        }
+    }
+
+    /// A peer the test talks to from the host.
+    pub fn reachable() -> Spec {
+        Spec {
+            host_api: true,
+            ..Spec::peer()
+        }
+    }
+}
+
+/// The VIP of [`Spec::vip_ttl`] clusters, and the one on VLAN 7.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 100);
+pub const VIP_VLAN: u16 = 7;
+pub const VLAN_VIP: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 100);
+
+/// The MACs answering an ARP probe for `ip` (on VLAN `vlan` when given),
+/// asking up to `tries` times 500 ms apart until someone answers: a guest
+/// that just configured the address may miss the first probe.
+pub fn who_has(switch: &Switch, ip: Ipv4Addr, vlan: Option<u16>, tries: u32) -> Vec<MacAddr> {
+    let probe = probe_frame(ip, vlan);
+    for _ in 0..tries {
+        let since = Instant::now();
+        switch.inject(&probe).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut macs = replies(&switch.frames_since(since), ip, vlan);
+        if !macs.is_empty() {
+            macs.sort();
+            macs.dedup();
+            return macs;
+        }
+    }
+    Vec::new()
+}
+
+/// An ARP probe for `ip` from the switch's host port, tagged with `vlan`.
+pub fn probe_frame(ip: Ipv4Addr, vlan: Option<u16>) -> Vec<u8> {
+    let mut probe = arp_probe(ip, HOST_MAC, Ipv4Addr::UNSPECIFIED);
+    if let Some(vid) = vlan {
+        // 802.1Q tag between the source MAC and the EtherType.
+        let tag = [0x81, 0x00, (vid >> 8) as u8, vid as u8];
+        probe.splice(12..12, tag);
+    }
+    probe
+}
+
+/// The sender MACs of ARP replies for `ip` (on `vlan`) among `frames`.
+pub fn replies(frames: &[Frame], ip: Ipv4Addr, vlan: Option<u16>) -> Vec<MacAddr> {
+    frames
+        .iter()
+        .filter(|f| f.ethernet().is_some_and(|e| e.vlan == vlan))
+        .filter_map(|f| f.arp())
+        .filter(|a| a.is_reply() && a.sender_ip == ip && !a.is_gratuitous())
+        .map(|a| a.sender_mac)
+        .collect()
+}
+
+/// The first gratuitous ARP for `ip` among `frames` from a MAC other
+/// than `not`: (when, who).
+pub fn first_garp(
+    frames: &[Frame],
+    ip: Ipv4Addr,
+    not: Option<MacAddr>,
+) -> Option<(Instant, MacAddr)> {
+    frames
+        .iter()
+        .filter_map(|f| Some((f.at, f.arp()?)))
+        .find(|(_, a)| a.is_gratuitous() && a.sender_ip == ip && Some(a.sender_mac) != not)
+        .map(|(at, a)| (at, a.sender_mac))
+}
+
+pub fn node_ip(n: usize) -> String {
+    format!("10.5.0.1{n}")
+}
+
+/// The MAC of node `n`'s NIC on the switch.
+pub fn l2_mac(n: usize) -> String {
+    format!("52:54:00:00:05:1{n}")
+}
+
+/// The MAC of node `n`'s user-networking NIC (the host's way in).
+pub fn host_mac(n: usize) -> String {
+    format!("52:54:00:00:06:1{n}")
+}
+
+pub fn node_config(n: usize, spec: &Spec) -> String {
+    let mut yaml = format!(
+        "version: v1alpha1
+machine:
+  type: controlplane
+  network:
+    hostname: node{n}
+    interfaces:
+      - deviceSelector:
+          hardwareAddr: \"{mac}\"
+        addresses: [{ip}/24]
+",
+        mac = l2_mac(n),
+        ip = node_ip(n),
+    );
+    if let Some(ttl) = spec.vip_ttl {
+        yaml.push_str(&format!(
+            "        vip:
+          ip: {VIP}
+          ttl: {ttl}
+        vlans:
+          - vlanId: {VIP_VLAN}
+            addresses: [10.7.0.1{n}/24]
+            vip:
+              ip: {VLAN_VIP}
+              ttl: {ttl}
+"
+        ));
+    }
+    if spec.host_api {
+        yaml.push_str(&format!(
+            "      - deviceSelector:
+          hardwareAddr: \"{}\"
+        addresses: [10.0.2.15/24]
+",
+            host_mac(n)
+        ));
+    }
+    yaml.push_str("cluster:\n  etcd:\n");
+    if spec.client_on_node_address {
+        yaml.push_str("    clientOnNodeAddress: true\n");
+    }
+    yaml.push_str(
+        "    initialCluster:
+      node1: http://10.5.0.11:2380
+      node2: http://10.5.0.12:2380
+      node3: http://10.5.0.13:2380
+",
+    );
+    yaml
+}
+
+/// One boot of one node.
+pub struct Node {
+    pub spec: Spec,
+    /// Which boot of this node (1 = the first).
+    pub boot: usize,
+    /// The host port forwarded to this boot's etcd client port.
+    pub host_port: Option<u16>,
+    /// Before the temp dir holding its console log, so it stops first.
+    pub vm: Vm,
+    _dir: TempDir,
+}
+
+/// Three nodes on their own switch, each test its own.
+pub struct Cluster {
+    /// Node `n` at index `n - 1`. Dropped first: every QEMU is killed
+    /// before the switch and the temp dir go.
+    pub nodes: Vec<Node>,
+    /// Console logs of earlier boots, for failure messages.
+    pub earlier: Vec<(String, String)>,
+    pub switch: Switch,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    /// Boots node1..3 as `specs` say and waits until every node's etcd is
+    /// healthy.
+    pub fn start(specs: [Spec; 3]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let switch = Switch::start(dir.path().join("l2"), 3).unwrap();
+        let mut c = Cluster {
+            nodes: Vec::new(),
+            earlier: Vec::new(),
+            switch,
+            _dir: dir,
+        };
+        for (i, spec) in specs.into_iter().enumerate() {
+            let node = c.boot(i + 1, spec, 1);
+            c.nodes.push(node);
+        }
+        for n in 1..=3 {
+            c.wait(n, 0, "keel: ready in", BOOT_TIMEOUT);
+        }
+        for n in 1..=3 {
+            c.wait(n, 0, "etcd is healthy", HEALTHY_TIMEOUT);
+        }
+        c
+    }
+
+    pub fn boot(&self, n: usize, spec: Spec, boot: usize) -> Node {
+        let host_port = spec.host_api.then(free_local_port);
+        let inline = base64::engine::general_purpose::STANDARD.encode(node_config(n, &spec));
+        let (dir, vm) = boot_vm_with(&format!("keel.config.inline={inline}"), |c| {
+            c.nics = vec![Nic::dgram_unix(
+                "n0",
+                self.switch.vm_path(n - 1),
+                self.switch.port_path(n - 1),
+            )
+            .with_mac(l2_mac(n))];
+            if let Some(port) = host_port {
+                c.nics.push(
+                    Nic::new(format!(
+                        "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{}:2379",
+                        node_ip(n)
+                    ))
+                    .with_mac(host_mac(n)),
+                );
+            }
+            if let Some(disk) = &spec.disk {
+                c.drives.push(Drive::new(disk).with_serial("keel-var"));
+            }
+        });
+        Node {
+            spec,
+            boot,
+            host_port,
+            vm,
+            _dir: dir,
+        }
+    }
+
+    pub fn node(&self, n: usize) -> &Node {
+        &self.nodes[n - 1]
+    }
+
+    /// The console log of node `n`'s current boot.
+    pub fn log(&self, n: usize) -> String {
+        self.node(n).vm.serial_log()
+    }
+
+    /// Waits for a console line of node `n`'s current boot, from byte
+    /// `from`, containing `needle`; returns the line.
+    pub fn wait(&self, n: usize, from: u64, needle: &str, timeout: Duration) -> String {
+        match self.node(n).vm.wait_for_line_from(from, needle, timeout) {
+            Ok(m) => m.line,
+            Err(e) => self.fail(&format!("node{n} boot {}: {e}", self.node(n).boot)),
+        }
+    }
+
+    /// The one console line of node `n`'s current boot containing every
+    /// piece of `parts`.
+    pub fn line_with(&self, n: usize, parts: &[&str]) -> String {
+        let log = self.log(n);
+        match log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            Some(l) => l.trim_end().to_owned(),
+            None => self.fail(&format!(
+                "node{n} boot {}: no console line with {parts:?}",
+                self.node(n).boot
+            )),
+        }
+    }
+
+    pub fn assert_no_line(&self, n: usize, needle: &str) {
+        if let Some(l) = self.log(n).lines().find(|l| l.contains(needle)) {
+            self.fail(&format!(
+                "node{n} boot {}: unexpected console line {:?}",
+                self.node(n).boot,
+                l.trim_end()
+            ));
+        }
+    }
+
+    /// An etcd client to node `n` through its host port.
+    pub fn client(&self, n: usize) -> Etcd {
+        let port = self.node(n).host_port.expect("node has a host port");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        self.ok(Etcd::new(&endpoint))
+    }
+
+    /// `r`'s value, or a failure with every node's console lines.
+    pub fn ok<T>(&self, r: anyhow::Result<T>) -> T {
+        r.unwrap_or_else(|e| self.fail(&format!("{e:#}")))
+    }
+
+    /// Presses node `n`'s power button (QMP `system_powerdown`) and waits
+    /// for Keel's shutdown to finish and QEMU to exit.
+    pub fn power_off(&self, n: usize) {
+        let vm = &self.node(n).vm;
+        let from = vm.serial_offset();
+        let pressed = vm
+            .qmp(Duration::from_secs(10))
+            .and_then(|mut q| q.system_powerdown().map_err(Into::into));
+        if let Err(e) = pressed {
+            self.fail(&format!("node{n}: system_powerdown: {e}"));
+        }
+        self.wait(n, from, "shutdown complete in", SHUTDOWN_TIMEOUT);
+        match vm.wait_exit(SHUTDOWN_TIMEOUT) {
+            Ok(status) if status.success() => {}
+            Ok(status) => self.fail(&format!("node{n}: QEMU exited with {status}")),
+            Err(e) => self.fail(&format!("node{n}: {e}")),
+        }
+        let log = vm.serial_log();
+        if let Some(l) = log.lines().find(|l| l.contains("cannot unmount")) {
+            self.fail(&format!("node{n}: shutdown left a mount: {l}"));
+        }
+    }
+
+    /// Boots node `n` again after [`Cluster::power_off`]: the same config,
+    /// disk, MAC and switch port, a new QEMU (the test boots use
+    /// `-no-reboot`), and waits for `keel: ready`.
+    pub fn boot_again(&mut self, n: usize) {
+        let (spec, boot) = {
+            let old = self.node(n);
+            (old.spec.clone(), old.boot + 1)
+        };
+        let old_log = self.log(n);
+        self.earlier
+            .push((format!("node{n} boot {}", boot - 1), old_log));
+        let node = self.boot(n, spec, boot);
+        self.nodes[n - 1] = node;
+        self.wait(n, 0, "keel: ready in", BOOT_TIMEOUT);
+    }
+
+    /// Every boot's `keel` console lines, for a failure message.
+    pub fn keel_lines(&self) -> String {
+        let mut out = String::new();
+        let current = self.nodes.iter().enumerate().map(|(i, node)| {
+            (
+                format!("node{} boot {}", i + 1, node.boot),
+                node.vm.serial_log(),
+            )
+        });
+        for (name, log) in self.earlier.iter().cloned().chain(current) {
+            out.push_str(&format!("=== {name}\n"));
+            for l in log.lines().filter(|l| l.contains("keel")) {
+                out.push_str(l.trim_end());
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Fails with every node's console lines unless `got == want`.
+    pub fn expect_eq<T: PartialEq + std::fmt::Debug + ?Sized>(
+        &self,
+        got: &T,
+        want: &T,
+        what: &str,
+    ) {
+        if got != want {
+            self.fail(&format!("{what}: got {got:?}, want {want:?}"));
+        }
+    }
+
+    pub fn fail(&self, msg: &str) -> ! {
+        panic!("{msg}\n{}", self.keel_lines())
+    }
+}

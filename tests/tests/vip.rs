@@ -1,0 +1,226 @@
+//! End to end under QEMU: three control-plane nodes on a `keel-switch`
+//! with a VIP (10.5.0.100) on their switch interface and another
+//! (10.7.0.100) on VLAN 7 of it. The switch is the observer: it injects
+//! ARP probes for the VIPs and records every reply and gratuitous ARP
+//! with its arrival time.
+//!
+//! - after boot, each VIP answers ARP from exactly one MAC;
+//! - graceful failover (QMP `system_powerdown` of the holder) and crash
+//!   failover (QMP `quit`), timed from the event to the new holder's first
+//!   gratuitous ARP;
+//! - a partition of the holder (QMP `set_link … off`): probes every
+//!   100 ms never see two MACs answering in one window, and the old holder
+//!   never answers again once the new one has.
+
+use std::time::{Duration, Instant};
+
+use keel_switch::MacAddr;
+use keel_tests::cluster::{
+    first_garp, one_cluster, probe_frame, replies, who_has, Cluster, Spec, VIP, VIP_VLAN, VLAN_VIP,
+};
+
+const TTL: u32 = 5;
+
+fn spec() -> Spec {
+    Spec {
+        vip_ttl: Some(TTL),
+        ..Spec::peer()
+    }
+}
+
+fn mac_of(n: usize) -> MacAddr {
+    keel_tests::cluster::l2_mac(n).parse().unwrap()
+}
+
+/// The node whose MAC answers for the VIP: exactly one.
+fn holder(c: &Cluster) -> usize {
+    let macs = who_has(&c.switch, VIP, None, 60);
+    match macs[..] {
+        [m] => (1..=3).find(|&n| mac_of(n) == m).unwrap(),
+        _ => c.fail(&format!(
+            "want exactly one MAC answering for {VIP}, got {macs:?}"
+        )),
+    }
+}
+
+/// Waits for a gratuitous ARP for the VIP from a MAC other than `old`'s
+/// after `since`; returns the new holder and the delay.
+fn new_holder(c: &Cluster, old: usize, since: Instant, timeout: Duration) -> (usize, Duration) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Some((at, mac)) = first_garp(&c.switch.frames_since(since), VIP, Some(mac_of(old))) {
+            let n = (1..=3).find(|&n| mac_of(n) == mac).unwrap();
+            return (n, at - since);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.fail(&format!("no new holder for {VIP} within {timeout:?}"))
+}
+
+#[test]
+fn vip_on_one_node_and_on_a_vlan_moves_at_once_on_power_off() {
+    let _one = one_cluster();
+    let c = Cluster::start([spec(), spec(), spec()]);
+    let h = holder(&c);
+    c.line_with(h, &["vip 10.5.0.100: holder on"]);
+    // The holder announced itself with both forms of gratuitous ARP, five
+    // of each (the burst may still be under way when the probe answers).
+    let end = Instant::now() + Duration::from_secs(10);
+    let (req, rep) = loop {
+        let garps: Vec<_> = c
+            .switch
+            .frames()
+            .iter()
+            .filter_map(|f| f.arp())
+            .filter(|a| a.is_gratuitous() && a.sender_ip == VIP)
+            .collect();
+        c.expect_eq(
+            &garps.iter().all(|a| a.sender_mac == mac_of(h)),
+            &true,
+            "GARP senders",
+        );
+        let req = garps.iter().filter(|a| a.is_request()).count();
+        let rep = garps.iter().filter(|a| a.is_reply()).count();
+        if (req >= 5 && rep >= 5) || Instant::now() > end {
+            break (req, rep);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if req < 5 || rep < 5 {
+        c.fail(&format!("burst: {req} requests and {rep} replies"));
+    }
+    // The VLAN VIP: exactly one MAC answers tagged probes on VLAN 7.
+    let vlan = who_has(&c.switch, VLAN_VIP, Some(VIP_VLAN), 60);
+    c.expect_eq(&vlan.len(), &1, "MACs answering for the VLAN VIP");
+    let vlan_holder = (1..=3).find(|&n| mac_of(n) == vlan[0]).unwrap();
+    c.line_with(vlan_holder, &["vip 10.7.0.100: holder on", ".7"]);
+
+    // Graceful: the power button releases and resigns before etcd stops.
+    let t = Instant::now();
+    c.node(h)
+        .vm
+        .qmp(Duration::from_secs(10))
+        .and_then(|mut q| q.system_powerdown().map_err(Into::into))
+        .unwrap_or_else(|e| c.fail(&format!("system_powerdown: {e}")));
+    let (n, took) = new_holder(&c, h, t, Duration::from_secs(30));
+    eprintln!(
+        "graceful failover: node{h} → node{n} in {} ms",
+        took.as_millis()
+    );
+    if took >= Duration::from_secs(TTL.into()) {
+        c.fail(&format!(
+            "graceful failover took {took:?}: it waited for the lease"
+        ));
+    }
+    c.wait(
+        h,
+        0,
+        "vip: released and resigned in",
+        Duration::from_secs(30),
+    );
+    c.expect_eq(
+        &who_has(&c.switch, VIP, None, 10),
+        &vec![mac_of(n)],
+        "MACs after failover",
+    );
+}
+
+#[test]
+fn vip_moves_within_the_ttl_when_the_holder_crashes() {
+    let _one = one_cluster();
+    let c = Cluster::start([spec(), spec(), spec()]);
+    let h = holder(&c);
+    let t = Instant::now();
+    c.node(h)
+        .vm
+        .qmp(Duration::from_secs(10))
+        .and_then(|mut q| q.quit().map_err(Into::into))
+        .unwrap_or_else(|e| c.fail(&format!("quit: {e}")));
+    let (n, took) = new_holder(&c, h, t, Duration::from_secs(60));
+    eprintln!(
+        "crash failover: node{h} → node{n} in {} ms",
+        took.as_millis()
+    );
+    // The lease expires TTL after the last keepalive. If the crashed node
+    // was also etcd's raft leader, the other two first elect a new one
+    // (election timeout 1 s, plus TCG slowness) and the new leader extends
+    // every lease by the election timeout on promotion (lessor.Promote in
+    // etcd's server/lease/lessor.go): up to TTL + ~3 s, then the campaign.
+    if took > Duration::from_secs(u64::from(TTL) + 6) {
+        c.fail(&format!("crash failover took {took:?}, TTL is {TTL} s"));
+    }
+    c.expect_eq(
+        &who_has(&c.switch, VIP, None, 10),
+        &vec![mac_of(n)],
+        "MACs after failover",
+    );
+}
+
+#[test]
+fn a_partitioned_holder_stops_answering_before_another_starts() {
+    let _one = one_cluster();
+    let c = Cluster::start([spec(), spec(), spec()]);
+    let h = holder(&c);
+    let probe = probe_frame(VIP, None);
+    let set_link = |up: bool| {
+        c.node(h)
+            .vm
+            .qmp(Duration::from_secs(10))
+            .and_then(|mut q| q.set_link("n0", up).map_err(Into::into))
+            .unwrap_or_else(|e| c.fail(&format!("set_link: {e}")));
+    };
+    // Probe every 100 ms through the partition and after it heals; each
+    // window's replies must come from one MAC.
+    let mut windows: Vec<(Instant, Vec<MacAddr>)> = Vec::new();
+    let probe_for = |d: Duration, windows: &mut Vec<(Instant, Vec<MacAddr>)>| {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            let since = Instant::now();
+            c.switch.inject(&probe).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let mut macs = replies(&c.switch.frames_since(since), VIP, None);
+            macs.sort();
+            macs.dedup();
+            windows.push((since, macs));
+        }
+    };
+    probe_for(Duration::from_secs(1), &mut windows);
+    let t = Instant::now();
+    set_link(false);
+    let (n, took) = new_holder(&c, h, t, Duration::from_secs(60));
+    eprintln!(
+        "partition failover: node{h} → node{n} in {} ms",
+        took.as_millis()
+    );
+    probe_for(Duration::from_secs(3), &mut windows);
+    set_link(true);
+    // The old holder is back on the segment: it must not answer again.
+    probe_for(Duration::from_secs(2 * u64::from(TTL)), &mut windows);
+    for (at, macs) in &windows {
+        if macs.len() > 1 {
+            c.fail(&format!(
+                "two MACs answered at once ({:?} after the partition): {macs:?}",
+                *at - t
+            ));
+        }
+    }
+    let new_first = windows.iter().position(|(_, m)| m == &vec![mac_of(n)]);
+    let Some(first) = new_first else {
+        c.fail("the new holder never answered a probe");
+    };
+    if let Some((at, _)) = windows[first..]
+        .iter()
+        .find(|(_, m)| m.contains(&mac_of(h)))
+    {
+        c.fail(&format!(
+            "the old holder answered again {:?} after the partition",
+            *at - t
+        ));
+    }
+    // Both stayed one answer per window; the new holder still holds it.
+    c.expect_eq(
+        &who_has(&c.switch, VIP, None, 10),
+        &vec![mac_of(n)],
+        "MACs after healing",
+    );
+}
