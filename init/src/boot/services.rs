@@ -135,6 +135,7 @@ pub struct Etcd {
 pub struct Vips {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    states: Vec<(IpAddr, watch::Receiver<vip::VipState>)>,
 }
 
 /// How long shutdown waits for the elections to remove their addresses and
@@ -142,6 +143,15 @@ pub struct Vips {
 const VIP_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Vips {
+    /// Each VIP's election state (`waiting-for-etcd`, `follower(leader=…)`,
+    /// `holder(since …)`), for the status view.
+    pub fn states(&self) -> Vec<(IpAddr, vip::VipState)> {
+        self.states
+            .iter()
+            .map(|(ip, rx)| (*ip, rx.borrow().clone()))
+            .collect()
+    }
+
     /// Releases every VIP this node holds and resigns, so another node
     /// takes over at once; called before etcd is stopped.
     pub async fn stop(self) {
@@ -170,9 +180,12 @@ pub fn start_vips(config: &Config, etcd: &Etcd, net: watch::Receiver<Status>) ->
     let identity = format!("{hostname}/{}", etcd.member);
     let (stop, stop_rx) = watch::channel(false);
     let healthy = healthy_watch(etcd.sup.health());
+    let mut states = Vec::new();
     let tasks = vips
         .into_iter()
         .map(|v| {
+            let (state, state_rx) = watch::channel(vip::VipState::WaitingForEtcd);
+            states.push((v.ip, state_rx));
             let mut net = net.clone();
             let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());
             let (identity, inputs) = (
@@ -200,12 +213,15 @@ pub fn start_vips(config: &Config, etcd: &Etcd, net: watch::Receiver<Status>) ->
                     endpoint,
                     tls,
                 };
-                let (state, _) = watch::channel(vip::VipState::WaitingForEtcd);
                 vip::run(params, inputs, state).await;
             })
         })
         .collect();
-    Some(Vips { stop, tasks })
+    Some(Vips {
+        stop,
+        tasks,
+        states,
+    })
 }
 
 /// True while etcd reports Healthy.

@@ -272,7 +272,11 @@ fn inventory_finds_by_alt_name() {
 #[test]
 fn vip_links() {
     /// (what, interfaces YAML, expected (VIP, link) pairs)
-    type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
     let cases: &[Case] = &[
         (
             "VIP on a link named by its altname",
