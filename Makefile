@@ -11,12 +11,21 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run test deps init image lint unit e2e bench bench-net bench-failover clean
+.PHONY: run run-one test deps init image lint unit e2e bench bench-net bench-failover clean
 
-## make run: build everything and boot one node, console on the terminal,
-## with examples/single-node.yaml as its machine config (RUN_CONFIG=...).
-RUN_CONFIG ?= examples/single-node.yaml
+## make run: build everything and boot a control plane of NODES nodes with
+## a VIP (examples/cluster.yaml.tmpl), with a live status view; commands on
+## stdin act on the nodes, Ctrl-C powers them off (README, "make run").
+NODES ?= 3
+VIP ?= 10.5.0.100
 run: deps image
+	$(TOOLS) -p keel-cluster --bin keel-cluster -- --build $(BUILD) \
+	  --nodes $(NODES) --vip $(VIP) $(RUN_ARGS)
+
+## make run-one: one node, console on the terminal, with
+## examples/single-node.yaml as its machine config (RUN_CONFIG=...).
+RUN_CONFIG ?= examples/single-node.yaml
+run-one: deps image
 	$(TOOLS) -p keel-qemu --bin keel-qemu -- \
 	  --kernel $(BUILD)/vmlinux --initrd $(BUILD)/initramfs.cpio \
 	  --append "keel.config.inline=$$(base64 -w0 $(RUN_CONFIG)) $(RUN_APPEND)" \

@@ -239,6 +239,9 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         let path = opts.out.join("initramfs.cpio.zst");
         write_atomic(&path, &compressed)?;
         archives.push((path, compressed.len() as u64));
+        // PXE boots the compressed initramfs: the script goes with it.
+        let script = opts.out.join("boot.ipxe");
+        write_atomic(&script, crate::pxe::BOOT_IPXE.as_bytes())?;
         lap("zstd", &mut timings);
     }
 

@@ -15,5 +15,6 @@ pub mod kernel;
 pub mod modinfo;
 pub mod modules;
 pub mod output;
+pub mod pxe;
 pub mod report;
 pub mod tree;

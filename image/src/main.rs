@@ -16,7 +16,8 @@ usage: keel-image --cache <dir> --init <static-binary> --out <dir>
   --cache          packages extracted by image/fetch-debs.sh (kernel, etcd-server,
                    e2fsprogs and their libraries)
   --init           the static PID 1 binary, installed as /init
-  --out            output directory: initramfs.cpio[.zst], vmlinuz, vmlinux, kernel.release
+  --out            output directory: initramfs.cpio[.zst], vmlinuz, vmlinux, kernel.release,
+                   boot.ipxe (with the .zst)
   --compression    which archives to write (default: both)
   --kernel-config  directory with required.config and modules.list (default: kernel-config)
   --zstd-level     zstd level for initramfs.cpio.zst (default: 19)

@@ -471,20 +471,26 @@ impl VmConfig {
                 source,
             })?)
         };
-        let child = Command::new(&config.qemu)
-            .args(config.args())
+        let mut cmd = Command::new(&config.qemu);
+        cmd.args(config.args())
             .stdin(if config.interactive {
                 Stdio::inherit()
             } else {
                 Stdio::null()
             })
             .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|source| VmError::Spawn {
-                program: config.qemu.clone(),
-                source,
-            })?;
+            .stderr(stderr);
+        if !config.interactive {
+            // A process group of its own: Ctrl-C at the terminal reaches
+            // the launcher (which powers the VM off gracefully), not QEMU,
+            // which would end the VM at once on SIGINT. An interactive VM
+            // reads the terminal and must stay in its foreground group.
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let child = cmd.spawn().map_err(|source| VmError::Spawn {
+            program: config.qemu.clone(),
+            source,
+        })?;
         Ok(Vm {
             pid: child.id(),
             child: Mutex::new(child),

@@ -85,3 +85,26 @@ pub fn free_local_port() -> u16 {
         .expect("binding 127.0.0.1:0")
         .port()
 }
+
+/// Serves `body` once over HTTP on 127.0.0.1 (a free port, returned) and
+/// hands back the request line and headers it got. Guests reach it at
+/// QEMU user networking's gateway, 10.0.2.2.
+pub fn serve_once(body: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        request
+    });
+    (port, server)
+}

@@ -7,8 +7,7 @@
 //! the guest answers only if the address really is on that link, and the
 //! reply's source MAC says which link.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 
 use base64::Engine;
 use keel_qemu::Nic;
@@ -164,29 +163,13 @@ machine:
 /// gateway 10.0.2.2) can be fetched.
 #[test]
 fn dhcp_before_config_fetches_the_config_url() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let config = "version: v1alpha1
 machine:
   type: worker
   network:
     hostname: from-url
 ";
-    let server = std::thread::spawn(move || {
-        // Serve until the guest has fetched it once.
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        let n = conn.read(&mut buf).unwrap();
-        let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let body = config;
-        write!(
-            conn,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        request
-    });
+    let (port, server) = keel_tests::serve_once(config);
     let (_dir, vm) = boot_vm_with(
         &format!("keel.config=http://10.0.2.2:{port}/node.yaml"),
         |c| c.nics = vec![Nic::user("n0").with_mac(MAC_A)],

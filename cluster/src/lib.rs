@@ -1,0 +1,19 @@
+//! `make run`: a control plane of Keel nodes under QEMU on one L2 segment
+//! (a [`keel_switch::Switch`]), each booted from the built kernel and
+//! initramfs with its own `KEEL-CONFIG` disk rendered from one template,
+//! and a status view read from the consoles and the switch.
+//!
+//! - [`nodes`]: the per-node facts (name, MAC, address) and the config
+//!   rendered from the template, and the config disk.
+//! - [`status`]: what a node's console says about it (boot phase, links,
+//!   etcd, VIP role).
+//! - [`cluster`]: the running nodes and the actions on them (power off,
+//!   kill, link down/up, restart).
+
+pub mod cluster;
+pub mod nodes;
+pub mod status;
+
+pub use cluster::{Cluster, Options};
+pub use nodes::{config_disk, render, NodeSpec, Topology};
+pub use status::NodeStatus;

@@ -1,0 +1,211 @@
+//! Who the nodes are and what config each gets.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// One node's fixed facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// 1-based.
+    pub index: usize,
+    pub hostname: String,
+    pub mac: String,
+    pub address: Ipv4Addr,
+}
+
+/// The cluster's addressing: nodes at `.11`, `.12`, … of the VIP's /24.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub vip: Ipv4Addr,
+    pub prefix: u8,
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl Topology {
+    /// `count` nodes (1 to 9) around `vip`, which must not be one of their
+    /// addresses.
+    pub fn new(count: usize, vip: Ipv4Addr) -> anyhow::Result<Topology> {
+        if !(1..=9).contains(&count) {
+            bail!("--nodes {count}: expected 1 to 9");
+        }
+        let [a, b, c, d] = vip.octets();
+        let nodes: Vec<NodeSpec> = (1..=count)
+            .map(|i| NodeSpec {
+                index: i,
+                hostname: format!("node{i}"),
+                mac: format!("52:54:00:00:{c:02x}:{:02x}", 0x10 + i),
+                address: Ipv4Addr::new(a, b, c, 10 + i as u8),
+            })
+            .collect();
+        if nodes.iter().any(|n| n.address == vip) || d == 0 || d == 255 {
+            bail!(
+                "--vip {vip}: the nodes take .11 to .{} of its /24; pick another host address",
+                10 + count
+            );
+        }
+        Ok(Topology {
+            vip,
+            prefix: 24,
+            nodes,
+        })
+    }
+
+    /// The `initialCluster` block: one `name: http://address:2380` line
+    /// per node, indented for the template.
+    pub fn initial_cluster(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("      {}: http://{}:2380", n.hostname, n.address))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The template with `node`'s values in place of its `{{…}}` fields; an
+/// unknown field is an error naming it.
+pub fn render(template: &str, topo: &Topology, node: &NodeSpec) -> anyhow::Result<String> {
+    let values = [
+        ("hostname", node.hostname.clone()),
+        ("mac", node.mac.clone()),
+        ("address", node.address.to_string()),
+        ("prefix", topo.prefix.to_string()),
+        ("vip", topo.vip.to_string()),
+        ("initial_cluster", topo.initial_cluster()),
+    ];
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("unclosed `{{{{` in the template");
+        };
+        let field = after[..end].trim();
+        match values.iter().find(|(k, _)| *k == field) {
+            Some((_, v)) => out.push_str(v),
+            None => bail!(
+                "unknown template field {{{{{field}}}}} (known: {})",
+                values.map(|(k, _)| k).join(", ")
+            ),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A 2 MiB vfat image labelled `KEEL-CONFIG` holding `config.yaml` (what a
+/// USB stick or config drive would be), written to `dir/name`.
+pub fn config_disk(dir: &Path, name: &str, yaml: &str) -> anyhow::Result<PathBuf> {
+    let img = dir.join(name);
+    let yaml_path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&yaml_path, yaml).with_context(|| format!("write {}", yaml_path.display()))?;
+    let _ = std::fs::remove_file(&img);
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-n", "KEEL-CONFIG"])
+        .arg(&img)
+        .arg("2048"))?;
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&img)
+        .arg(&yaml_path)
+        .arg("::config.yaml"))?;
+    Ok(img)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{cmd:?} (dosfstools and mtools come with `make deps`)"))?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology() {
+        let t = Topology::new(3, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
+        let got: Vec<(String, String, String)> = t
+            .nodes
+            .iter()
+            .map(|n| (n.hostname.clone(), n.mac.clone(), n.address.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("node1", "52:54:00:00:00:11", "10.5.0.11"),
+                ("node2", "52:54:00:00:00:12", "10.5.0.12"),
+                ("node3", "52:54:00:00:00:13", "10.5.0.13"),
+            ]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
+        // (count, vip, error contains)
+        let bad = [
+            (0, "10.5.0.100", "expected 1 to 9"),
+            (10, "10.5.0.100", "expected 1 to 9"),
+            (3, "10.5.0.12", "pick another host address"),
+            (3, "10.5.0.0", "pick another host address"),
+        ];
+        for (n, vip, want) in bad {
+            let e = Topology::new(n, vip.parse().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{n} {vip}: {e}");
+        }
+    }
+
+    #[test]
+    fn rendering() {
+        let t = Topology::new(2, Ipv4Addr::new(192, 168, 7, 50)).unwrap();
+        let cases = [
+            ("{{hostname}} {{ mac }} {{address}}/{{prefix}}", Ok("node2 52:54:00:00:07:12 192.168.7.12/24")),
+            ("vip {{vip}}", Ok("vip 192.168.7.50")),
+            (
+                "x:\n{{initial_cluster}}\n",
+                Ok("x:\n      node1: http://192.168.7.11:2380\n      node2: http://192.168.7.12:2380\n"),
+            ),
+            ("{{nope}}", Err("unknown template field {{nope}}")),
+            ("{{hostname", Err("unclosed")),
+        ];
+        for (template, want) in cases {
+            let got = render(template, &t, &t.nodes[1]);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{template}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{template}: {e}"),
+                (g, w) => panic!("{template}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
+    /// The shipped template renders, for every node, to a config Keel
+    /// accepts, with every field filled in.
+    #[test]
+    fn shipped_template() {
+        let template = include_str!("../../examples/cluster.yaml.tmpl");
+        let t = Topology::new(3, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
+        for n in &t.nodes {
+            let y = render(template, &t, n).unwrap();
+            if let Err(e) = keel::config::parse(&y) {
+                panic!("{} does not validate:\n{e}\n{y}", n.hostname);
+            }
+        }
+        let y = render(template, &t, &t.nodes[0]).unwrap();
+        for want in [
+            "hostname: node1",
+            "hardwareAddr: \"52:54:00:00:00:11\"",
+            "addresses: [10.5.0.11/24]",
+            "ip: 10.5.0.100",
+            "      node3: http://10.5.0.13:2380",
+        ] {
+            assert!(y.contains(want), "{want} not in\n{y}");
+        }
+    }
+}
