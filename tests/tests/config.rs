@@ -21,26 +21,10 @@ machine:
         addresses: [10.5.0.11/24]
 ";
 
-/// A vfat image labelled KEEL-CONFIG holding `config.yaml`.
+/// A vfat image labelled KEEL-CONFIG holding `config.yaml` (the same
+/// disk `make run` gives each node).
 fn vfat_config_disk(dir: &Path, yaml: &str) -> std::path::PathBuf {
-    let img = dir.join("config.img");
-    let yaml_path = dir.join("config.yaml");
-    std::fs::write(&yaml_path, yaml).unwrap();
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{cmd:?}: {out:?}");
-    };
-    // 2 MiB: small, and FAT12/16 as a USB stick or a config drive would be.
-    run(Command::new("mkfs.vfat")
-        .args(["-C", "-n", "KEEL-CONFIG"])
-        .arg(&img)
-        .arg("2048"));
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&img)
-        .arg(&yaml_path)
-        .arg("::config.yaml"));
-    img
+    keel_cluster::config_disk(dir, "config.img", yaml).unwrap()
 }
 
 fn assert_loaded(log: &str, origin: &str) {
