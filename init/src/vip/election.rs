@@ -194,7 +194,10 @@ async fn term(
     )
     .await?;
     let lease = grant.id();
-    let granted = Duration::from_secs(grant.ttl().max(0) as u64);
+    // At least 1 s: the keepalive interval is derived from it, and a zero
+    // period would panic tokio's interval (PID 1 must not panic). A TTL
+    // under the margin simply never lets the VIP be held.
+    let granted = Duration::from_secs(grant.ttl().max(1) as u64);
     fence.ack(sent, granted);
     // From here on, every way out revokes the lease (so a key left behind
     // does not hold up the next holder for a TTL).
@@ -267,7 +270,7 @@ async fn hold_term(
             _ = sleep_until(deadline), if held.is_some() => {
                 let why = format!(
                     "fencing deadline passed: no keepalive acknowledged by etcd for {} s",
-                    secs(p.ttl - super::fence::margin(granted))
+                    secs(granted.saturating_sub(super::fence::margin(granted)))
                 );
                 let key = release(p, rtnl, held.take(), &why).await;
                 return Ok((End::Again, key));
