@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keel_qemu::{Accel, Drive, Nic, Vm, VmConfig};
-use keel_switch::{arp_probe, MacAddr, Switch, HOST_MAC};
+use keel_switch::{MacAddr, Switch};
 
 use crate::nodes::{config_disk, render, Topology};
 use crate::status::NodeStatus;
@@ -203,24 +203,14 @@ impl Cluster {
         self.boot(n)
     }
 
-    /// The MACs answering an ARP probe for `ip` within `wait`, sorted.
+    /// The MACs answering an ARP probe for `ip` within `wait`, sorted
+    /// (the switch's own probe, [`Switch::who_has`]).
     pub fn who_has(&self, ip: Ipv4Addr, wait: Duration) -> Vec<MacAddr> {
-        let since = Instant::now();
-        if self
-            .switch
-            .inject(&arp_probe(ip, HOST_MAC, Ipv4Addr::UNSPECIFIED))
-            .is_err()
-        {
-            return Vec::new();
-        }
-        std::thread::sleep(wait);
         let mut macs: Vec<MacAddr> = self
             .switch
-            .frames_since(since)
-            .iter()
-            .filter_map(|f| f.arp())
-            .filter(|a| a.is_reply() && a.sender_ip == ip && a.target_mac == HOST_MAC)
-            .map(|a| a.sender_mac)
+            .who_has(ip, wait)
+            .into_iter()
+            .map(|(mac, _)| mac)
             .collect();
         macs.sort();
         macs.dedup();
