@@ -87,10 +87,19 @@ pub struct Report {
     pub closure: Closure,
     pub listed: usize,
     pub sizes: Sizes,
-    /// Archives written, with their sizes.
-    pub archives: Vec<(PathBuf, u64)>,
+    /// Archives written (or found up to date), with their sizes.
+    pub archives: Vec<Archive>,
     pub kernel: Installed,
     pub timings: Vec<(&'static str, Duration)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// False when an identical archive was already there (the zstd stamp
+    /// matched) and nothing was written.
+    pub written: bool,
 }
 
 /// Image directories that exist before any mount: mount points for the
@@ -232,17 +241,26 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
     if opts.compression.plain() {
         let path = opts.out.join("initramfs.cpio");
         write_atomic(&path, &cpio)?;
-        archives.push((path, cpio.len() as u64));
+        archives.push(Archive {
+            path,
+            bytes: cpio.len() as u64,
+            written: true,
+        });
     }
     if opts.compression.zstd() {
-        let compressed = compress::zstd(&cpio, opts.zstd_level)?;
-        let path = opts.out.join("initramfs.cpio.zst");
-        write_atomic(&path, &compressed)?;
-        archives.push((path, compressed.len() as u64));
+        let archive = write_zstd(&opts.out.join("initramfs.cpio.zst"), &cpio, opts.zstd_level)?;
+        lap(
+            if archive.written {
+                "zstd"
+            } else {
+                "zstd (up to date)"
+            },
+            &mut timings,
+        );
+        archives.push(archive);
         // PXE boots the compressed initramfs: the script goes with it.
         let script = opts.out.join("boot.ipxe");
         write_atomic(&script, crate::pxe::BOOT_IPXE.as_bytes())?;
-        lap("zstd", &mut timings);
     }
 
     let kernel_files = kernel::install(&kernel, &opts.out)?;
@@ -257,6 +275,35 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         archives,
         kernel: kernel_files,
         timings,
+    })
+}
+
+/// Writes `path` (and its stamp, `<path>.stamp`, after it) unless the
+/// stamp says the archive there was made from these bytes at this level.
+fn write_zstd(path: &Path, cpio: &[u8], level: i32) -> Result<Archive, BuildError> {
+    let mut stamp_path = path.as_os_str().to_owned();
+    stamp_path.push(".stamp");
+    let stamp_path = PathBuf::from(stamp_path);
+    if let (Ok(meta), Ok(old)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string(&stamp_path),
+    ) {
+        if old == compress::stamp(cpio, level, meta.len()) {
+            return Ok(Archive {
+                path: path.to_owned(),
+                bytes: meta.len(),
+                written: false,
+            });
+        }
+    }
+    let compressed = compress::zstd(cpio, level)?;
+    write_atomic(path, &compressed)?;
+    let stamp = compress::stamp(cpio, level, compressed.len() as u64);
+    write_atomic(&stamp_path, stamp.as_bytes())?;
+    Ok(Archive {
+        path: path.to_owned(),
+        bytes: compressed.len() as u64,
+        written: true,
     })
 }
 

@@ -43,7 +43,8 @@ pub fn render(report: &Report) -> String {
         ("other (dirs, /etc, cpio headers)".to_string(), other),
         ("total uncompressed (cpio)".to_string(), sizes.archive),
     ];
-    for (path, bytes) in &report.archives {
+    for archive in &report.archives {
+        let (path, bytes) = (&archive.path, &archive.bytes);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -78,12 +79,17 @@ pub fn render(report: &Report) -> String {
             "note: softdep {soft} of {module} matches no module (modprobe skips it too)"
         );
     }
-    for (path, bytes) in &report.archives {
+    for archive in &report.archives {
         let _ = writeln!(
             out,
-            "wrote {} ({} bytes)",
-            path.display(),
-            thousands(*bytes)
+            "{} {} ({} bytes)",
+            if archive.written {
+                "wrote"
+            } else {
+                "up to date:"
+            },
+            archive.path.display(),
+            thousands(archive.bytes)
         );
     }
     let _ = writeln!(
