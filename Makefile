@@ -11,7 +11,7 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run run-one test deps init image lint unit e2e bench bench-net bench-failover clean
+.PHONY: run run-one test deps init image lint unit e2e bench bench-net bench-failover bench-run clean
 
 ## make run: build everything and boot a control plane of NODES nodes with
 ## a VIP (examples/cluster.yaml.tmpl), with a live status view; commands on
@@ -65,6 +65,13 @@ bench-net: deps image
 ## median/max failover per kind and the split-brain overlap. Needs root.
 bench-failover: deps init
 	$(TOOLS) -p keel-tests --bin keel-failover -- $(BENCH_ARGS)
+
+## make bench-run: `make run` start → the VIP answering (the real make run,
+## non-interactive), against the floor: the same QEMU nodes booting the same
+## kernel into busybox + etcd only (keel-image --floor); medians and ratio.
+bench-run: deps image
+	$(TOOLS) -p keel-image -- --floor --cache $(CACHE) --out $(BUILD)
+	$(TOOLS) -p keel-cluster --bin keel-bench-run -- --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)/run target

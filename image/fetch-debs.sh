@@ -11,6 +11,8 @@
 #   - e2fsprogs (mke2fs, to format an empty KEEL-VAR partition at boot) and
 #     the packages of the libraries mke2fs needs besides libc: libext2fs2
 #     (libext2fs, libe2p), libcom-err2, libblkid1, libuuid1.
+# and, not in the Keel image: busybox-static, for the busybox + etcd floor
+# image that `make bench-run` compares Keel against (keel-image --floor).
 # Each package is extracted into <cache-dir>/<pkg>/; a package already
 # extracted is skipped. The kernel package name is written to
 # <cache-dir>/kernel-package for keel-image to read.
@@ -92,6 +94,7 @@ fetch libc6
 for pkg in e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1; do
     fetch "$pkg"
 done
+fetch busybox-static
 
 printf '%s\n' "$kernel_pkg" >"$cache/kernel-package"
 echo "fetch-debs: kernel package: $kernel_pkg"

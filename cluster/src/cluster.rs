@@ -12,15 +12,38 @@ use keel_switch::{MacAddr, Switch};
 use crate::nodes::{config_disk, render, Topology};
 use crate::status::NodeStatus;
 
+/// What the nodes boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// Keel: `initramfs.cpio`, each node with a `KEEL-CONFIG` disk
+    /// rendered from the template.
+    Keel,
+    /// The benchmark floor (`keel-image --floor`): `floor.cpio`, busybox +
+    /// etcd, told its name, address, etcd cluster and (node 1) the VIP by
+    /// `floor.*` kernel parameters; no config disk.
+    Floor,
+}
+
+impl Image {
+    fn initrd(self) -> &'static str {
+        match self {
+            Image::Keel => "initramfs.cpio",
+            Image::Floor => "floor.cpio",
+        }
+    }
+}
+
 /// How the cluster is started.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub image: Image,
     /// Holds `vmlinux` and `initramfs.cpio` (`make image`).
     pub build: PathBuf,
     /// Run directory: console logs, QMP sockets, config disks, the switch.
     pub dir: PathBuf,
     pub topology: Topology,
-    /// The machine config template (`examples/cluster.yaml.tmpl`).
+    /// The machine config template (`examples/cluster.yaml.tmpl`; unused
+    /// by the floor).
     pub template: String,
     pub accel: Accel,
     /// Per VM; etcd needs ~160 MB of tmpfs for its WAL (QEMU-NOTES).
@@ -53,13 +76,22 @@ impl Cluster {
         std::fs::create_dir_all(&opts.dir)
             .with_context(|| format!("create {}", opts.dir.display()))?;
         let kernel = opts.build.join("vmlinux");
-        for f in [&kernel, &opts.build.join("initramfs.cpio")] {
+        for f in [&kernel, &opts.build.join(opts.image.initrd())] {
             if !f.exists() {
-                bail!("{} is missing: run `make image` first", f.display());
+                let make = match opts.image {
+                    Image::Keel => "make image",
+                    Image::Floor => "make bench-run",
+                };
+                bail!("{} is missing: run `{make}` first", f.display());
             }
         }
         let mut disks = Vec::new();
-        for node in &opts.topology.nodes {
+        for node in opts
+            .topology
+            .nodes
+            .iter()
+            .filter(|_| opts.image == Image::Keel)
+        {
             let yaml = render(&opts.template, &opts.topology, node)?;
             disks.push(config_disk(
                 &opts.dir,
@@ -107,10 +139,14 @@ impl Cluster {
     /// Boots node `n` (a new QEMU; its console log starts over).
     pub fn boot(&mut self, n: usize) -> anyhow::Result<()> {
         self.check(n)?;
+        let mut append = format!("{APPEND} {}", self.opts.append);
+        if self.opts.image == Image::Floor {
+            append += &self.floor_params(n);
+        }
         let mut cfg = VmConfig::boot(
             self.opts.build.join("vmlinux"),
-            self.opts.build.join("initramfs.cpio"),
-            format!("{APPEND} {}", self.opts.append).trim_end(),
+            self.opts.build.join(self.opts.image.initrd()),
+            append.trim_end(),
             self.console_path(n),
         );
         cfg.accel = self.accel;
@@ -122,13 +158,39 @@ impl Cluster {
             self.switch.port_path(n - 1),
         )
         .with_mac(self.mac(n))];
-        cfg.drives = vec![Drive::new(&self.disks[n - 1]).with_serial("keel-config")];
+        if let Some(disk) = self.disks.get(n - 1) {
+            cfg.drives = vec![Drive::new(disk).with_serial("keel-config")];
+        }
         // A guest reboot ends QEMU, so `restart` is always a fresh boot and
         // a node that reboots by itself shows as off.
         cfg.no_reboot = true;
         let vm = cfg.spawn().with_context(|| format!("boot node{n}"))?;
         self.vms[n - 1] = Some(vm);
         Ok(())
+    }
+
+    /// Node `n`'s `floor.*` parameters (image/floor-init.sh): the same
+    /// names, addresses and etcd cluster as the Keel nodes get from the
+    /// template; node 1 takes the VIP.
+    fn floor_params(&self, n: usize) -> String {
+        let topo = &self.opts.topology;
+        let node = &topo.nodes[n - 1];
+        let cluster: Vec<String> = topo
+            .nodes
+            .iter()
+            .map(|m| format!("{}=http://{}:2380", m.hostname, m.address))
+            .collect();
+        let mut p = format!(
+            " floor.name={} floor.ip={}/{} floor.cluster={}",
+            node.hostname,
+            node.address,
+            topo.prefix,
+            cluster.join(",")
+        );
+        if n == 1 {
+            p += &format!(" floor.vip={}/{}", topo.vip, topo.prefix);
+        }
+        p
     }
 
     fn check(&self, n: usize) -> anyhow::Result<()> {

@@ -14,6 +14,6 @@ pub mod cluster;
 pub mod nodes;
 pub mod status;
 
-pub use cluster::{Cluster, Options};
+pub use cluster::{Cluster, Image, Options};
 pub use nodes::{config_disk, render, NodeSpec, Topology};
 pub use status::NodeStatus;

@@ -104,7 +104,7 @@ pub struct Archive {
 
 /// Image directories that exist before any mount: mount points for the
 /// init, and the places etcd and the loader expect.
-const DIRS: &[(&str, u32)] = &[
+pub(crate) const DIRS: &[(&str, u32)] = &[
     ("/dev", 0o755),
     ("/etc", 0o755),
     ("/lib", 0o755),
@@ -121,12 +121,12 @@ const DIRS: &[(&str, u32)] = &[
 ];
 
 /// etcd resolves "localhost" through /etc/hosts (there is no DNS this early).
-const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+pub(crate) const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
 /// A dynamically linked program the image carries, taken from an extracted
 /// package together with the closure of its libraries.
 #[derive(Debug)]
-struct Program {
+pub(crate) struct Program {
     /// Where it goes in the image (mode 0755).
     image_path: &'static str,
     /// The package it comes from, and its path inside that package.
@@ -140,16 +140,18 @@ struct Program {
     category: Category,
 }
 
+pub(crate) const ETCD: Program = Program {
+    image_path: "/usr/bin/etcd",
+    package: "etcd-server",
+    package_path: "usr/bin/etcd",
+    lib_packages: &["libc6"],
+    links: &[],
+    category: Category::Etcd,
+};
+
 /// Every package named here must be fetched by image/fetch-debs.sh.
-const PROGRAMS: &[Program] = &[
-    Program {
-        image_path: "/usr/bin/etcd",
-        package: "etcd-server",
-        package_path: "usr/bin/etcd",
-        lib_packages: &["libc6"],
-        links: &[],
-        category: Category::Etcd,
-    },
+pub(crate) const PROGRAMS: &[Program] = &[
+    ETCD,
     // The init formats an empty KEEL-VAR partition as ext4 at boot. Its
     // built-in defaults equal Debian's /etc/mke2fs.conf (both come from
     // e2fsprogs' mke2fs.conf.in), so the config file is not carried.
@@ -227,7 +229,7 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
 
     add_modules(&mut tree, &index, &closure, &kernel, &moddir)?;
 
-    add_programs(&mut tree, &opts.cache)?;
+    add_programs(&mut tree, &opts.cache, PROGRAMS)?;
     lap("layout", &mut timings);
 
     let (cpio, sizes) = tree.write_cpio(Vec::new(), opts.mtime)?;
@@ -307,11 +309,14 @@ fn write_zstd(path: &Path, cpio: &[u8], level: i32) -> Result<Archive, BuildErro
     })
 }
 
-/// Every [`PROGRAMS`] entry, its links, and the closure of its libraries.
-/// A library two programs share (libc) is added once, in the category of
-/// the first.
-fn add_programs(tree: &mut Tree, cache: &Path) -> Result<(), BuildError> {
-    for program in PROGRAMS {
+/// Every program, its links, and the closure of its libraries. A library
+/// two programs share (libc) is added once, in the category of the first.
+pub(crate) fn add_programs(
+    tree: &mut Tree,
+    cache: &Path,
+    programs: &[Program],
+) -> Result<(), BuildError> {
+    for program in programs {
         for package in std::iter::once(&program.package).chain(program.lib_packages) {
             if !cache.join(package).join(".extracted").is_file() {
                 return Err(BuildError::MissingPackage {
@@ -353,7 +358,7 @@ fn add_programs(tree: &mut Tree, cache: &Path) -> Result<(), BuildError> {
 /// `/lib/modules/<release>/`: the closure's .ko files at their package
 /// paths, the indexes for exactly those, and the package's builtin lists
 /// (modprobe must know a built-in module is "already loaded").
-fn add_modules(
+pub(crate) fn add_modules(
     tree: &mut Tree,
     index: &Index,
     closure: &Closure,
@@ -435,7 +440,7 @@ mod tests {
     fn programs_and_their_libraries() {
         let cache = real_cache();
         let mut tree = Tree::new();
-        add_programs(&mut tree, &cache).unwrap();
+        add_programs(&mut tree, &cache, PROGRAMS).unwrap();
 
         for (program, category) in [
             ("/usr/bin/etcd", Category::Etcd),
@@ -513,7 +518,7 @@ mod tests {
     #[test]
     fn missing_package_names_fetch_debs() {
         let cache = tempfile::tempdir().unwrap();
-        let err = add_programs(&mut Tree::new(), cache.path()).unwrap_err();
+        let err = add_programs(&mut Tree::new(), cache.path(), PROGRAMS).unwrap_err();
         assert!(
             matches!(&err, BuildError::MissingPackage { package, .. } if package == "etcd-server"),
             "{err}"

@@ -12,6 +12,7 @@ const USAGE: &str = "\
 usage: keel-image --cache <dir> --init <static-binary> --out <dir>
                   [--compression none|zstd|both] [--kernel-config <dir>]
                   [--zstd-level <1-22>]
+       keel-image --floor --cache <dir> --out <dir>
 
   --cache          packages extracted by image/fetch-debs.sh (kernel, etcd-server,
                    e2fsprogs and their libraries)
@@ -21,21 +22,35 @@ usage: keel-image --cache <dir> --init <static-binary> --out <dir>
   --compression    which archives to write (default: both)
   --kernel-config  directory with required.config and modules.list (default: kernel-config)
   --zstd-level     zstd level for initramfs.cpio.zst (default: 19)
+  --floor          write only <out>/floor.cpio: busybox + etcd + the virtio NIC
+                   modules, the floor image `make bench-run` compares Keel with
 
 Entries get mtime SOURCE_DATE_EPOCH if set, else 0.";
 
-fn parse_args() -> Result<Options> {
+/// What to build.
+enum Job {
+    Image(Options),
+    Floor {
+        cache: PathBuf,
+        out: PathBuf,
+        mtime: u32,
+    },
+}
+
+fn parse_args() -> Result<Job> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let (mut cache, mut init, mut out) = (None, None, None);
     let mut kernel_config = PathBuf::from("kernel-config");
     let mut compression = Compression::Both;
     let mut zstd_level = 19;
+    let mut floor = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("cache") => cache = Some(PathBuf::from(parser.value()?)),
             Long("init") => init = Some(PathBuf::from(parser.value()?)),
             Long("out") => out = Some(PathBuf::from(parser.value()?)),
+            Long("floor") => floor = true,
             Long("kernel-config") => kernel_config = PathBuf::from(parser.value()?),
             Long("compression") => {
                 compression = match parser.value()?.string()?.as_str() {
@@ -59,7 +74,14 @@ fn parse_args() -> Result<Options> {
         }
     }
     let missing = |name: &str| anyhow::anyhow!("--{name} is required\n\n{USAGE}");
-    Ok(Options {
+    if floor {
+        return Ok(Job::Floor {
+            cache: cache.ok_or_else(|| missing("cache"))?,
+            out: out.ok_or_else(|| missing("out"))?,
+            mtime: source_date_epoch()?,
+        });
+    }
+    Ok(Job::Image(Options {
         cache: cache.ok_or_else(|| missing("cache"))?,
         init: init.ok_or_else(|| missing("init"))?,
         out: out.ok_or_else(|| missing("out"))?,
@@ -67,7 +89,7 @@ fn parse_args() -> Result<Options> {
         compression,
         zstd_level,
         mtime: source_date_epoch()?,
-    })
+    }))
 }
 
 /// The reproducible-builds convention for a fixed timestamp; newc stores
@@ -83,9 +105,17 @@ fn source_date_epoch() -> Result<u32> {
 
 fn run() -> Result<()> {
     let start = Instant::now();
-    let opts = parse_args()?;
-    let report = assemble::build(&opts).context("building the Keel image")?;
-    print!("{}", keel_image::report::render(&report));
+    match parse_args()? {
+        Job::Image(opts) => {
+            let report = assemble::build(&opts).context("building the Keel image")?;
+            print!("{}", keel_image::report::render(&report));
+        }
+        Job::Floor { cache, out, mtime } => {
+            let (path, bytes) = keel_image::floor::build(&cache, &out, mtime)
+                .context("building the floor image")?;
+            println!("wrote {} ({bytes} bytes)", path.display());
+        }
+    }
     println!("total time: {:.2}s", start.elapsed().as_secs_f64());
     Ok(())
 }

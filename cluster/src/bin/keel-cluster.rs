@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use keel_cluster::{Cluster, Options, Topology};
+use keel_cluster::{Cluster, Image, Options, Topology};
 use keel_qemu::Accel;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -78,6 +78,7 @@ fn run() -> anyhow::Result<i32> {
     let dir = dir.unwrap_or_else(|| build.join("run"));
     let started = Instant::now();
     let mut cluster = Cluster::start(Options {
+        image: Image::Keel,
         build,
         dir,
         topology: Topology::new(nodes, vip)?,

@@ -1,0 +1,103 @@
+//! The benchmark floor: an initramfs with only busybox, etcd and the
+//! virtio NIC modules, whose /init (`image/floor-init.sh`) brings eth0 up,
+//! starts etcd and adds the VIP once etcd is healthy. `make bench-run`
+//! boots it on the same three QEMU nodes as `make run` to tell how much of
+//! Keel's time to a VIP is Keel's and how much is the kernel's, QEMU's
+//! and etcd's.
+
+use std::path::{Path, PathBuf};
+
+use crate::assemble::{self, BuildError, DIRS, ETCD, HOSTS};
+use crate::kernel::Kernel;
+use crate::modules::Index;
+use crate::output::write_atomic;
+use crate::tree::{Category, Node, Tree};
+
+/// The floor's /init.
+pub const INIT: &str = include_str!("../floor-init.sh");
+
+/// Where busybox comes from (`image/fetch-debs.sh <cache> busybox-static`).
+pub const BUSYBOX_PACKAGE: &str = "busybox-static";
+
+/// The modules the floor loads: the virtio-net chain (QEMU-NOTES) and
+/// nothing else; the closure adds virtio, virtio_ring, failover…
+const MODULES: &[&str] = &["virtio_pci", "virtio_net"];
+
+/// Writes `<out>/floor.cpio` from the packages in `cache` (the kernel's
+/// modules, etcd, busybox); returns its path and size.
+pub fn build(cache: &Path, out: &Path, mtime: u32) -> Result<(PathBuf, u64), BuildError> {
+    let busybox = cache.join(BUSYBOX_PACKAGE);
+    if !busybox.join(".extracted").is_file() {
+        return Err(BuildError::MissingPackage {
+            package: BUSYBOX_PACKAGE.into(),
+            cache: cache.to_owned(),
+        });
+    }
+    let kernel = Kernel::from_cache(cache)?;
+    let moddir = kernel.modules_dir();
+    let index = Index::scan(&moddir)?;
+    let wanted: Vec<String> = MODULES.iter().map(|m| m.to_string()).collect();
+    let closure = index.closure(&wanted, Path::new("floor::MODULES"))?;
+
+    let mut tree = Tree::new();
+    for (dir, perm) in DIRS.iter().chain(&[("/bin", 0o755)]) {
+        tree.dir(dir, *perm)?;
+    }
+    tree.add(
+        "/dev/console",
+        Node::CharDev {
+            perm: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    )?;
+    tree.bytes("/init", 0o755, INIT, Category::Init)?;
+    tree.host_file(
+        "/bin/busybox",
+        0o755,
+        busybox.join("bin/busybox"),
+        Category::Tools,
+    )?;
+    tree.bytes("/etc/hosts", 0o644, HOSTS, Category::Other)?;
+    assemble::add_modules(&mut tree, &index, &closure, &kernel, &moddir)?;
+    assemble::add_programs(&mut tree, cache, &[ETCD])?;
+
+    let (cpio, _) = tree.write_cpio(Vec::new(), mtime)?;
+    std::fs::create_dir_all(out).map_err(|source| BuildError::OutDir {
+        path: out.to_owned(),
+        source,
+    })?;
+    let path = out.join("floor.cpio");
+    write_atomic(&path, &cpio)?;
+    Ok((path, cpio.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script parses as sh (busybox's own, from the package) and
+    /// reads the four parameters the bench passes.
+    #[test]
+    fn init_script_is_valid_sh_and_reads_the_bench_parameters() {
+        let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/cache");
+        let busybox = cache.join(BUSYBOX_PACKAGE).join("bin/busybox");
+        assert!(
+            busybox.is_file(),
+            "{} is missing: run image/fetch-debs.sh build/cache {BUSYBOX_PACKAGE}",
+            busybox.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("init");
+        std::fs::write(&script, INIT).unwrap();
+        let out = std::process::Command::new(&busybox)
+            .args(["sh", "-n"])
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        for param in ["floor.name=", "floor.ip=", "floor.cluster=", "floor.vip="] {
+            assert!(INIT.contains(param), "{param}");
+        }
+    }
+}
