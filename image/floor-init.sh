@@ -24,7 +24,11 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
-say() { echo "floor: $*" >/dev/console; }
+# Seconds since boot in front, like the kernel's and Keel's console lines.
+say() {
+    read -r up _ </proc/uptime
+    echo "[$up] floor: $*" >/dev/console
+}
 
 name= ip= cluster= vip=
 for arg in $(cat /proc/cmdline); do
@@ -53,6 +57,7 @@ main() {
     ip addr add "$ip" dev eth0
     ip link set eth0 up
     say "eth0 up with $ip"
+    say "etcd: starting member $name"
 
     addr=${ip%/*}
     # etcd's output goes to a file: the serial console under TCG is slow.

@@ -102,9 +102,10 @@ fn run() -> anyhow::Result<()> {
         let f = floor_round(&args, &fresh_dir(&out.join(format!("floor-{round}")))?)
             .with_context(|| format!("round {round}: floor"))?;
         println!(
-            "round {round}: floor  nodes started → etcd healthy on all {}, VIP answering {}",
+            "round {round}: floor  nodes started → etcd healthy on all {}, VIP answering {}  (Keel / floor from the nodes' start: {:.2}x)",
             secs(f.etcd),
-            secs(f.vip)
+            secs(f.vip),
+            ratio(k.vip.saturating_sub(k.nodes_started.unwrap_or_default()), f.vip)
         );
         floor.push(f);
     }
