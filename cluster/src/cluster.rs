@@ -37,7 +37,8 @@ impl Image {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub image: Image,
-    /// Holds `vmlinux` and `initramfs.cpio` (`make image`).
+    /// Holds `vmlinux` and `initramfs.cpio` (`make image`), or
+    /// `floor.cpio` (`keel-image --floor`).
     pub build: PathBuf,
     /// Run directory: console logs, QMP sockets, config disks, the switch.
     pub dir: PathBuf,
@@ -85,19 +86,17 @@ impl Cluster {
                 bail!("{} is missing: run `{make}` first", f.display());
             }
         }
+        // The floor takes everything from kernel parameters: no disks.
         let mut disks = Vec::new();
-        for node in opts
-            .topology
-            .nodes
-            .iter()
-            .filter(|_| opts.image == Image::Keel)
-        {
-            let yaml = render(&opts.template, &opts.topology, node)?;
-            disks.push(config_disk(
-                &opts.dir,
-                &format!("{}.config.img", node.hostname),
-                &yaml,
-            )?);
+        if opts.image == Image::Keel {
+            for node in &opts.topology.nodes {
+                let yaml = render(&opts.template, &opts.topology, node)?;
+                disks.push(config_disk(
+                    &opts.dir,
+                    &format!("{}.config.img", node.hostname),
+                    &yaml,
+                )?);
+            }
         }
         let resolved = keel_qemu::accel::resolve(opts.accel, Some(&kernel));
         let switch = Switch::start(opts.dir.join("l2"), opts.topology.nodes.len())
