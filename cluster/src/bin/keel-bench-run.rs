@@ -109,13 +109,16 @@ fn run() -> anyhow::Result<()> {
         );
         floor.push(f);
     }
-    let med = |v: &[Times], f: fn(&Times) -> Duration| median(v.iter().map(f).collect());
-    let started = med(&keel, |t| t.nodes_started.unwrap_or_default());
-    let (keel_vip, floor_vip) = (med(&keel, |t| t.vip), med(&floor, |t| t.vip));
-    let (keel_etcd, floor_etcd) = (med(&keel, |t| t.etcd), med(&floor, |t| t.etcd));
+    let med = |v: &[Times], f: &dyn Fn(&Times) -> Duration| median(v.iter().map(f).collect());
+    let started = |t: &Times| t.nodes_started.unwrap_or_default();
+    let keel_started = med(&keel, &started);
+    let (keel_vip, floor_vip) = (med(&keel, &|t| t.vip), med(&floor, &|t| t.vip));
     // Keel's nodes start only after make's own steps (cargo, the image
-    // check); the same QEMU boots from there on are what the floor does.
-    let keel_boot_vip = keel_vip.saturating_sub(started);
+    // check); from there on it does what the floor does. Each round's own
+    // difference, then the median.
+    let keel_boot_vip = med(&keel, &|t| t.vip.saturating_sub(started(t)));
+    let keel_boot_etcd = med(&keel, &|t| t.etcd.saturating_sub(started(t)));
+    let floor_etcd = med(&floor, &|t| t.etcd);
     println!(
         "\nmedians over {} rounds ({} nodes):",
         args.rounds, args.nodes
@@ -123,11 +126,11 @@ fn run() -> anyhow::Result<()> {
     println!(
         "  make run → VIP answering:            {}  (make, cargo and the image check before the nodes start: {})",
         secs(keel_vip),
-        secs(started)
+        secs(keel_started)
     );
     println!(
         "  Keel nodes started → etcd healthy:   {}   floor: {}",
-        secs(keel_etcd.saturating_sub(started)),
+        secs(keel_boot_etcd),
         secs(floor_etcd)
     );
     println!(
