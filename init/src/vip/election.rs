@@ -201,18 +201,12 @@ async fn term(
     fence.ack(sent, granted);
     // From here on, every way out revokes the lease (so a key left behind
     // does not hold up the next holder for a TTL).
-    let out = hold_term(
-        p,
-        rtnl,
-        inputs,
-        state,
-        &mut client,
-        &name,
-        lease,
+    let lease_state = Lease {
+        id: lease,
         granted,
         fence,
-    )
-    .await;
+    };
+    let out = hold_term(p, rtnl, inputs, state, &mut client, &name, lease_state).await;
     let (end, resign) = match out {
         Ok((end, resign)) => (Ok(end), resign),
         Err(e) => (Err(e), None),
@@ -226,7 +220,14 @@ async fn term(
     end
 }
 
-#[allow(clippy::too_many_arguments)]
+/// This term's lease: its id, the TTL etcd granted, and the fencing
+/// deadline kept from its acknowledged keepalives.
+struct Lease {
+    id: i64,
+    granted: Duration,
+    fence: Fence,
+}
+
 async fn hold_term(
     p: &Params,
     rtnl: &Rtnl,
@@ -234,10 +235,13 @@ async fn hold_term(
     state: &watch::Sender<VipState>,
     client: &mut Client,
     name: &str,
-    lease: i64,
-    granted: Duration,
-    mut fence: Fence,
+    lease: Lease,
 ) -> Result<(End, Option<LeaderKey>), TermError> {
+    let Lease {
+        id: lease,
+        granted,
+        mut fence,
+    } = lease;
     resign_stale(client, name, &p.identity, lease).await;
     let sent = Instant::now();
     // etcd-client sends the first keepalive itself and waits for its
