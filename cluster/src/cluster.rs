@@ -140,7 +140,11 @@ impl Cluster {
         self.check(n)?;
         let mut append = format!("{APPEND} {}", self.opts.append);
         if self.opts.image == Image::Floor {
-            append += &self.floor_params(n);
+            append += " ";
+            append += &self
+                .opts
+                .topology
+                .floor_params(&self.opts.topology.nodes[n - 1]);
         }
         let mut cfg = VmConfig::boot(
             self.opts.build.join("vmlinux"),
@@ -166,30 +170,6 @@ impl Cluster {
         let vm = cfg.spawn().with_context(|| format!("boot node{n}"))?;
         self.vms[n - 1] = Some(vm);
         Ok(())
-    }
-
-    /// Node `n`'s `floor.*` parameters (image/floor-init.sh): the same
-    /// names, addresses and etcd cluster as the Keel nodes get from the
-    /// template; node 1 takes the VIP.
-    fn floor_params(&self, n: usize) -> String {
-        let topo = &self.opts.topology;
-        let node = &topo.nodes[n - 1];
-        let cluster: Vec<String> = topo
-            .nodes
-            .iter()
-            .map(|m| format!("{}=http://{}:2380", m.hostname, m.address))
-            .collect();
-        let mut p = format!(
-            " floor.name={} floor.ip={}/{} floor.cluster={}",
-            node.hostname,
-            node.address,
-            topo.prefix,
-            cluster.join(",")
-        );
-        if n == 1 {
-            p += &format!(" floor.vip={}/{}", topo.vip, topo.prefix);
-        }
-        p
     }
 
     fn check(&self, n: usize) -> anyhow::Result<()> {

@@ -56,11 +56,38 @@ impl Topology {
     /// The `initialCluster` block: one `name: http://address:2380` line
     /// per node, indented for the template.
     pub fn initial_cluster(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("      {}: http://{}:2380", n.hostname, n.address))
+        self.peer_urls()
+            .map(|(name, url)| format!("      {name}: {url}"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Each node's etcd member name and peer URL.
+    pub fn peer_urls(&self) -> impl Iterator<Item = (&str, String)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.hostname.as_str(), format!("http://{}:2380", n.address)))
+    }
+
+    /// `node`'s kernel parameters for the benchmark floor
+    /// (image/floor-init.sh): the same member name, address and etcd
+    /// cluster the template gives a Keel node; node 1 takes the VIP.
+    pub fn floor_params(&self, node: &NodeSpec) -> String {
+        let cluster: Vec<String> = self
+            .peer_urls()
+            .map(|(name, url)| format!("{name}={url}"))
+            .collect();
+        let mut p = format!(
+            "floor.name={} floor.ip={}/{} floor.cluster={}",
+            node.hostname,
+            node.address,
+            self.prefix,
+            cluster.join(",")
+        );
+        if node.index == 1 {
+            p += &format!(" floor.vip={}/{}", self.vip, self.prefix);
+        }
+        p
     }
 }
 
@@ -182,6 +209,25 @@ mod tests {
                 (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{template}: {e}"),
                 (g, w) => panic!("{template}: got {g:?}, want {w:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn floor_params() {
+        let t = Topology::new(2, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
+        let cluster = "floor.cluster=node1=http://10.5.0.11:2380,node2=http://10.5.0.12:2380";
+        let cases = [
+            (
+                0,
+                format!("floor.name=node1 floor.ip=10.5.0.11/24 {cluster} floor.vip=10.5.0.100/24"),
+            ),
+            (
+                1,
+                format!("floor.name=node2 floor.ip=10.5.0.12/24 {cluster}"),
+            ),
+        ];
+        for (i, want) in cases {
+            assert_eq!(t.floor_params(&t.nodes[i]), want);
         }
     }
 
