@@ -104,7 +104,7 @@ pub struct Archive {
 
 /// Image directories that exist before any mount: mount points for the
 /// init, and the places etcd and the loader expect.
-pub(crate) const DIRS: &[(&str, u32)] = &[
+const DIRS: &[(&str, u32)] = &[
     ("/dev", 0o755),
     ("/etc", 0o755),
     ("/lib", 0o755),
@@ -121,7 +121,7 @@ pub(crate) const DIRS: &[(&str, u32)] = &[
 ];
 
 /// etcd resolves "localhost" through /etc/hosts (there is no DNS this early).
-pub(crate) const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
 /// A dynamically linked program the image carries, taken from an extracted
 /// package together with the closure of its libraries.
@@ -207,25 +207,11 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
     let closure = index.closure(&listed, &list_path)?;
     lap("modules index", &mut timings);
 
-    let mut tree = Tree::new();
-    for (dir, perm) in DIRS {
-        tree.dir(dir, *perm)?;
-    }
-    // The kernel opens /dev/console for init's stdin/out/err before /init
-    // runs, before devtmpfs can be mounted: the node must be in the archive.
-    tree.add(
-        "/dev/console",
-        Node::CharDev {
-            perm: 0o600,
-            major: 5,
-            minor: 1,
-        },
-    )?;
+    let mut tree = base_tree()?;
     tree.host_file("/init", 0o755, &opts.init, Category::Init)?;
     // The init is a multi-call binary; the kernel's usermode helper runs
     // /sbin/modprobe for request_module() (fs-vfat, rtnl-link-bond, ...).
     tree.symlink("/sbin/modprobe", "/init", Category::Other)?;
-    tree.bytes("/etc/hosts", 0o644, HOSTS, Category::Other)?;
 
     add_modules(&mut tree, &index, &closure, &kernel, &moddir)?;
 
@@ -278,6 +264,27 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         kernel: kernel_files,
         timings,
     })
+}
+
+/// What every image starts from (Keel's and the benchmark floor's): the
+/// [`DIRS`], /dev/console and /etc/hosts.
+pub(crate) fn base_tree() -> Result<Tree, BuildError> {
+    let mut tree = Tree::new();
+    for (dir, perm) in DIRS {
+        tree.dir(dir, *perm)?;
+    }
+    // The kernel opens /dev/console for init's stdin/out/err before /init
+    // runs, before devtmpfs can be mounted: the node must be in the archive.
+    tree.add(
+        "/dev/console",
+        Node::CharDev {
+            perm: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    )?;
+    tree.bytes("/etc/hosts", 0o644, HOSTS, Category::Other)?;
+    Ok(tree)
 }
 
 /// Writes `path` (and its stamp, `<path>.stamp`, after it) unless the

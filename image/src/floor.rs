@@ -7,11 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::assemble::{self, BuildError, DIRS, ETCD, HOSTS};
+use crate::assemble::{self, BuildError, ETCD};
 use crate::kernel::Kernel;
 use crate::modules::Index;
 use crate::output::write_atomic;
-use crate::tree::{Category, Node, Tree};
+use crate::tree::{Category, Tree};
 
 /// The floor's /init.
 pub const INIT: &str = include_str!("../floor-init.sh");
@@ -51,18 +51,8 @@ fn tree(cache: &Path) -> Result<Tree, BuildError> {
     let wanted: Vec<String> = MODULES.iter().map(|m| m.to_string()).collect();
     let closure = index.closure(&wanted, Path::new("floor::MODULES"))?;
 
-    let mut tree = Tree::new();
-    for (dir, perm) in DIRS.iter().chain(&[("/bin", 0o755)]) {
-        tree.dir(dir, *perm)?;
-    }
-    tree.add(
-        "/dev/console",
-        Node::CharDev {
-            perm: 0o600,
-            major: 5,
-            minor: 1,
-        },
-    )?;
+    let mut tree = assemble::base_tree()?;
+    tree.dir("/bin", 0o755)?;
     tree.bytes("/init", 0o755, INIT, Category::Init)?;
     tree.host_file(
         "/bin/busybox",
@@ -70,7 +60,6 @@ fn tree(cache: &Path) -> Result<Tree, BuildError> {
         busybox.join("bin/busybox"),
         Category::Tools,
     )?;
-    tree.bytes("/etc/hosts", 0o644, HOSTS, Category::Other)?;
     assemble::add_modules(&mut tree, &index, &closure, &kernel, &moddir)?;
     assemble::add_programs(&mut tree, cache, &[ETCD])?;
     Ok(tree)
@@ -79,6 +68,7 @@ fn tree(cache: &Path) -> Result<Tree, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::Node;
 
     fn cache() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/cache")
