@@ -11,7 +11,7 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run run-one test deps init image lint unit e2e bench bench-net bench-failover bench-run clean
+.PHONY: run run-one test deps fresh-check init image lint bench bench-net bench-failover bench-run clean
 
 ## make run: build everything and boot a control plane of NODES nodes with
 ## a VIP (examples/cluster.yaml.tmpl), with a live status view; commands on
@@ -38,6 +38,13 @@ test: deps image lint
 
 deps:
 	@bash scripts/deps.sh
+
+## make fresh-check: prove that deps.sh installs everything: a fresh
+## Debian bookworm root (debootstrap, cached in build/fresh), the repo
+## read-only and the host's Rust toolchain bind-mounted, then deps.sh and
+## .ci/run inside it (FRESH_ARGS=--quick: no QEMU tests). Needs root.
+fresh-check: deps
+	bash scripts/fresh-check.sh $(FRESH_ARGS)
 
 init:
 	cargo build --release -p keel --target $(MUSL)

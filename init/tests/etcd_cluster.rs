@@ -49,9 +49,7 @@ async fn member_ids(endpoint: &str) -> Vec<(String, u64)> {
 
 #[test]
 fn three_members_restart_rejoin_and_mismatch() {
-    if !can_run() {
-        return;
-    }
+    require_etcd();
     common::log_to_stderr();
     let tmp = tempfile::Builder::new()
         .prefix("keel-etcd-")

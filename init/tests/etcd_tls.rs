@@ -36,9 +36,7 @@ async fn read(endpoint: &str, opts: ConnectOptions) -> Result<(), String> {
 
 #[test]
 fn mtls_cluster_refuses_clients_without_certificates() {
-    if !can_run() {
-        return;
-    }
+    require_etcd();
     common::log_to_stderr();
     let tmp = tempfile::Builder::new()
         .prefix("keel-etcd-tls-")

@@ -185,11 +185,11 @@ pub fn dirs(root: &Path, spec: &Spec) -> (PathBuf, PathBuf) {
     )
 }
 
-/// True when this host can run the etcd tests (root, the etcd binary).
-pub fn can_run() -> bool {
-    if !Path::new(ETCD).exists() {
-        eprintln!("skipping: {ETCD} is missing (Debian package etcd-server)");
-        return false;
-    }
-    true
+/// Fails the test, naming the package, when the etcd binary is missing
+/// (scripts/deps.sh installs it): a test that cannot run must not pass.
+pub fn require_etcd() {
+    assert!(
+        Path::new(ETCD).exists(),
+        "{ETCD} is missing: install Debian's etcd-server (scripts/deps.sh lists it)"
+    );
 }
