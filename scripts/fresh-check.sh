@@ -150,6 +150,9 @@ say "running in $root: scripts/deps.sh, then $(echo "$steps" | paste -sd ';' | s
 set +e
 unshare --mount --pid --fork --propagation private -- bash -euo pipefail -c '
 root=$1 repo=$2 rustup_home=$3 cargo_home=$4 registry=$5
+# The root must be a mount point: `ip netns exec` and `ip -n` run
+# `mount --make-rslave /`, which fails on a plain directory (EINVAL).
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
