@@ -210,8 +210,6 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
         ttl: std::time::Duration::from_secs(ttl.into()),
         link,
         identity,
-        endpoint,
-        tls: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -225,7 +223,7 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let inputs = crate::vip::Inputs { etcd_healthy, stop };
-        let mut task = tokio::spawn(crate::vip::run(params, inputs, state_tx));
+        let mut task = tokio::spawn(crate::vip::run(params, endpoint, None, inputs, state_tx));
         loop {
             tokio::select! {
                 _ = term.recv() => break,

@@ -1,238 +1,97 @@
-//! What PID 1 runs once a machine config is loaded: `/var` (see
-//! [`crate::storage`]), then etcd on control-plane nodes, once the address
-//! its peer URL names exists on a link, then one VIP election per
-//! configured VIP (see [`crate::vip`]) against that etcd member.
+//! Every long-lived task PID 1 starts, in one value, and the order they
+//! stop in. kata-containers' agent (`src/agent/src/main.rs`) keeps its
+//! tasks the same way: one list, one shutdown channel.
+//!
+//! Stop order (docs/ARCHITECTURE.md, "Services"): the VIP elections first
+//! (each removes its address, then resigns, so another node takes over
+//! at once), then etcd (before the shutdown's SIGTERM sweep, which would
+//! race the supervisor's restarts), then everything else (the network
+//! manager, hotplug, the config loop), which hold no state worth a
+//! goodbye.
 
-use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::time::Instant;
 
 use tokio::sync::watch;
-
-use crate::config::{Config, MachineType};
-use crate::etcd::args::ClientTls;
-use crate::etcd::{self, ArgsError, Health, Plan, Runtime, Supervisor};
-use crate::net::manager::Status;
-use crate::net::rtnl::Rtnl;
-use crate::storage::{self, VarSource};
-use crate::supervise::Reaper;
-use crate::vip;
 use tokio::task::JoinHandle;
 
-/// The image's mke2fs (image/src/assemble.rs).
-const MKFS: &str = "/sbin/mke2fs";
+use super::controlplane::ControlPlane;
 
-/// Mounts `/var`. Formatting goes through the reaper; a failure falls
-/// back to tmpfs, so etcd can still run (without persistence).
-pub async fn mount_var(reaper: &Reaper, controlplane: bool) {
-    let mut source = storage::choose(Path::new("/sys"), Path::new("/dev"));
-    if let VarSource::Format { device } = &source {
-        log::info!(
-            "var: {} is an empty partition named {}; formatting it as ext4",
-            device.display(),
-            storage::LABEL_VAR
-        );
-        if let Err(e) = storage::format(reaper, Path::new(MKFS), device).await {
-            log::error!("var: {e}; using a tmpfs instead");
-            source = VarSource::Tmpfs;
-        }
-    }
-    match storage::mount_var(&source, Path::new("/var")) {
-        Ok(what) => log::info!("var: /var on {what}"),
-        Err(e) => log::error!("var: {e}"),
-    }
-    if source == VarSource::Tmpfs && controlplane {
-        log::warn!(
-            "var: no {} filesystem or empty partition: /var is a tmpfs, etcd data will not survive a reboot (the member rejoins its cluster after one)",
-            storage::LABEL_VAR
-        );
+pub struct Services {
+    shutdown: watch::Sender<bool>,
+    /// Tasks that need no goodbye, in start order.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// Starts etcd (it may wait for its address) and then the elections;
+    /// its output is what [`Services::stop`] stops first.
+    control_plane: Option<JoinHandle<Option<ControlPlane>>>,
+}
+
+impl Default for Services {
+    fn default() -> Services {
+        Services::new()
     }
 }
 
-/// Every address on the node's links but loopback.
-async fn node_addresses(rtnl: &Rtnl) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for l in rtnl.links().await.unwrap_or_default() {
-        if l.name == "lo" {
-            continue;
-        }
-        if let Ok(addrs) = rtnl.link_addresses(&l).await {
-            out.extend(addrs.into_iter().map(|(a, _)| a));
+impl Services {
+    pub fn new() -> Services {
+        Services {
+            shutdown: watch::channel(false).0,
+            tasks: Vec::new(),
+            control_plane: None,
         }
     }
-    out
-}
 
-/// Starts etcd once its plan can be made: on a control-plane node, when
-/// the peer address exists. Errors in the config (not this node, bad
-/// certificates) are logged and etcd is not started; PID 1 and the network
-/// go on.
-pub async fn start_etcd(
-    config: Arc<Config>,
-    reaper: Reaper,
-    mut net: watch::Receiver<Status>,
-) -> Option<Etcd> {
-    if config.machine_type() == MachineType::Worker {
-        log::info!("etcd: worker node, not running etcd");
-        return None;
-    }
-    let rtnl = match Rtnl::connect() {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("etcd: {e}; not starting etcd");
-            return None;
-        }
-    };
-    let mut waiting_logged = false;
-    let plan = loop {
-        let rt = Runtime::new(
-            node_addresses(&rtnl).await,
-            etcd::DATA_DIR.into(),
-            etcd::PKI_DIR.into(),
-        );
-        match Plan::from_config(&config, &rt) {
-            Ok(plan) => break plan,
-            // The address comes with the network (static or DHCP): wait.
-            Err(e @ (ArgsError::PeerAddressNotOnNode { .. } | ArgsError::NoNodeAddress { .. })) => {
-                if !std::mem::replace(&mut waiting_logged, true) {
-                    log::info!("etcd: waiting for the network: {e}");
-                }
-                // Re-check on every network change, and at least every few
-                // seconds (an address added by hand raises no event here).
-                let _ = tokio::time::timeout(Duration::from_secs(5), net.changed()).await;
-            }
-            Err(e) => {
-                log::error!("etcd: not starting etcd: {e}");
-                return None;
-            }
-        }
-    };
-    log::info!("etcd: starting member {}", plan.name);
-    let (endpoint, tls, member) = (
-        plan.local_endpoint.clone(),
-        plan.client_tls.clone(),
-        plan.name.clone(),
-    );
-    Some(Etcd {
-        sup: Supervisor::start(reaper, etcd::Settings::new(etcd::BINARY, plan)),
-        endpoint,
-        tls,
-        member,
-    })
-}
-
-/// The running etcd member and what a local client needs.
-pub struct Etcd {
-    pub sup: Supervisor,
-    /// The member's loopback client URL.
-    pub endpoint: String,
-    pub tls: Option<ClientTls>,
-    pub member: String,
-}
-
-/// The running VIP elections.
-pub struct Vips {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    states: Vec<(IpAddr, watch::Receiver<vip::VipState>)>,
-}
-
-/// How long shutdown waits for the elections to remove their addresses and
-/// resign (each resign and revoke has a 1 s deadline of its own).
-const VIP_STOP_TIMEOUT: Duration = Duration::from_secs(3);
-
-impl Vips {
-    /// Each VIP's election state (`waiting-for-etcd`, `follower(leader=…)`,
-    /// `holder(since …)`), for the status view.
-    pub fn states(&self) -> Vec<(IpAddr, vip::VipState)> {
-        self.states
-            .iter()
-            .map(|(ip, rx)| (*ip, rx.borrow().clone()))
-            .collect()
+    /// Becomes true when the node starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
-    /// Releases every VIP this node holds and resigns, so another node
-    /// takes over at once; called before etcd is stopped.
+    /// Runs `task` until shutdown.
+    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push((name, tokio::spawn(task)));
+    }
+
+    /// Starts the control plane (etcd, then the elections) in a task: etcd
+    /// may wait for its address, and `ready` means PID 1's own boot is done.
+    /// `start` gets the shutdown signal, which the elections watch.
+    pub fn start_control_plane<F, Fut>(&mut self, start: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = Option<ControlPlane>> + Send + 'static,
+    {
+        if self.control_plane.is_some() {
+            log::error!("control plane started twice; keeping the first");
+            return;
+        }
+        self.control_plane = Some(tokio::spawn(start(self.shutdown_signal())));
+    }
+
+    /// Stops everything in order; see the module docs.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(VIP_STOP_TIMEOUT, t).await;
+        let _ = self.shutdown.send(true);
+        if let Some(cp) = self.control_plane {
+            // Still waiting for its address: nothing was started yet, and
+            // aborting leaves nothing behind. Done: abort is a no-op and
+            // the await hands over what it started.
+            cp.abort();
+            if let Ok(Some(cp)) = cp.await {
+                if let Some(vips) = cp.vips {
+                    // They saw the shutdown signal above.
+                    let t = Instant::now();
+                    vips.stopped().await;
+                    log::info!(
+                        "vip: released and resigned in {} ms",
+                        t.elapsed().as_millis()
+                    );
+                }
+                let t = Instant::now();
+                cp.etcd.sup.stop().await;
+                log::info!("etcd stopped in {} ms", t.elapsed().as_millis());
+            }
+        }
+        for (name, task) in self.tasks.into_iter().rev() {
+            task.abort();
+            log::debug!("stopped {name}");
         }
     }
-}
-
-/// Starts one election per VIP in the config, each once the network plan
-/// names its link. The campaign value is `<hostname>/<member>`.
-pub fn start_vips(config: &Config, etcd: &Etcd, net: watch::Receiver<Status>) -> Option<Vips> {
-    let vips = config.vips();
-    if vips.is_empty() {
-        return None;
-    }
-    let hostname = config
-        .machine
-        .network
-        .hostname
-        .as_ref()
-        .map(|h| h.to_string())
-        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
-        .unwrap_or_default();
-    let identity = format!("{hostname}/{}", etcd.member);
-    let (stop, stop_rx) = watch::channel(false);
-    let healthy = healthy_watch(etcd.sup.health());
-    let mut states = Vec::new();
-    let tasks = vips
-        .into_iter()
-        .map(|v| {
-            let (state, state_rx) = watch::channel(vip::VipState::WaitingForEtcd);
-            states.push((v.ip, state_rx));
-            let mut net = net.clone();
-            let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());
-            let (identity, inputs) = (
-                identity.clone(),
-                vip::Inputs {
-                    etcd_healthy: healthy.clone(),
-                    stop: stop_rx.clone(),
-                },
-            );
-            tokio::spawn(async move {
-                let link = match net.wait_for(|s| s.vip_links.contains_key(&v.ip)).await {
-                    Ok(s) => s.vip_links[&v.ip].clone(),
-                    Err(_) => return,
-                };
-                log::info!(
-                    "vip {}: campaigning on {link} as {identity} (TTL {} s)",
-                    v.ip,
-                    v.ttl.as_secs()
-                );
-                let params = vip::Params {
-                    ip: v.ip,
-                    ttl: v.ttl,
-                    link,
-                    identity,
-                    endpoint,
-                    tls,
-                };
-                vip::run(params, inputs, state).await;
-            })
-        })
-        .collect();
-    Some(Vips {
-        stop,
-        tasks,
-        states,
-    })
-}
-
-/// True while etcd reports Healthy.
-fn healthy_watch(mut health: watch::Receiver<Health>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(*health.borrow() == Health::Healthy);
-    tokio::spawn(async move {
-        while health.changed().await.is_ok() {
-            let ok = *health.borrow_and_update() == Health::Healthy;
-            tx.send_if_modified(|cur| std::mem::replace(cur, ok) != ok);
-        }
-        let _ = tx.send(false);
-    });
-    rx
 }

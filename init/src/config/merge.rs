@@ -16,7 +16,7 @@
 use std::fmt::Display;
 
 use super::error::YamlPath;
-use super::schema::{Config, Interface, Link, Vlan};
+use super::schema::{Addressing, AddressingMut, Config, HasAddressing, Interface, Link, Vlan};
 use super::types::Cidr;
 
 /// Two entries that set the same scalar differently.
@@ -85,30 +85,19 @@ fn merge_into(
     conflicts: &mut Vec<Conflict>,
 ) {
     let who = target.link.to_string();
-    add_addresses(
-        &mut target.addresses,
-        entry.cidr.iter().chain(&entry.addresses),
+    merge_addressing(
+        target.addressing_mut(),
+        entry.addressing(),
+        path,
+        &who,
+        conflicts,
     );
-    for route in &entry.routes {
-        if !target.routes.contains(route) {
-            target.routes.push(route.clone());
-        }
-    }
     let mut s = Scalars {
         path,
         who: &who,
         conflicts,
     };
-    s.merge("mtu", &mut target.mtu, &entry.mtu, |m| Some(*m));
-    s.merge(
-        "dhcpOptions",
-        &mut target.dhcp_options,
-        &entry.dhcp_options,
-        |_| None::<u8>,
-    );
     s.merge("bond", &mut target.bond, &entry.bond, |_| None::<u8>);
-    s.merge("vip", &mut target.vip, &entry.vip, show_vip);
-    target.dhcp |= entry.dhcp;
     target.ignore |= entry.ignore;
     target.dummy |= entry.dummy;
     target.wireguard = target.wireguard.or(entry.wireguard);
@@ -126,7 +115,13 @@ fn merge_into(
             }
         };
         let vwho = format!("{who}.{}", vlan.vlan_id);
-        merge_vlan(into, vlan, &vpath, &vwho, conflicts);
+        merge_addressing(
+            into.addressing_mut(),
+            vlan.addressing(),
+            &vpath,
+            &vwho,
+            conflicts,
+        );
     }
 }
 
@@ -143,36 +138,35 @@ fn empty_vlan(like: &Vlan) -> Vlan {
     }
 }
 
-fn merge_vlan(
-    target: &mut Vlan,
-    vlan: &Vlan,
+/// The keys a link entry and a VLAN share: addresses (`cidr` folded in)
+/// and routes appended, DHCP or-ed, scalars merged.
+fn merge_addressing(
+    target: AddressingMut<'_>,
+    entry: Addressing<'_>,
     path: &YamlPath,
     who: &str,
     conflicts: &mut Vec<Conflict>,
 ) {
-    add_addresses(
-        &mut target.addresses,
-        vlan.cidr.iter().chain(&vlan.addresses),
-    );
-    for route in &vlan.routes {
+    add_addresses(target.addresses, entry.all_addresses());
+    for route in entry.routes {
         if !target.routes.contains(route) {
             target.routes.push(route.clone());
         }
     }
-    target.dhcp |= vlan.dhcp;
+    *target.dhcp |= entry.dhcp;
     let mut s = Scalars {
         path,
         who,
         conflicts,
     };
-    s.merge("mtu", &mut target.mtu, &vlan.mtu, |m| Some(*m));
+    s.merge("mtu", target.mtu, &entry.mtu, |m| Some(*m));
     s.merge(
         "dhcpOptions",
-        &mut target.dhcp_options,
-        &vlan.dhcp_options,
+        target.dhcp_options,
+        &entry.dhcp_options.cloned(),
         |_| None::<u8>,
     );
-    s.merge("vip", &mut target.vip, &vlan.vip, show_vip);
+    s.merge("vip", target.vip, &entry.vip.cloned(), show_vip);
 }
 
 fn show_vip(v: &super::schema::Vip) -> Option<String> {

@@ -430,3 +430,98 @@ section! {
         hcloud = "hcloud",
     }
 }
+
+/// The addressing keys a link entry and a VLAN share (Talos repeats them
+/// on both), borrowed, so one piece of code reads either: the merge, the
+/// validation and the network front end. Bottlerocket netdog's
+/// `HasIpAddressing` trait shares them the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressing<'a> {
+    pub addresses: &'a [Cidr],
+    pub cidr: Option<&'a Cidr>,
+    pub routes: &'a [Route],
+    pub mtu: Option<u32>,
+    pub dhcp: bool,
+    pub dhcp_options: Option<&'a DhcpOptions>,
+    pub vip: Option<&'a Vip>,
+}
+
+impl<'a> Addressing<'a> {
+    /// `cidr` (Talos's deprecated key) first, then `addresses`, as Talos's
+    /// `Device.Addresses()` lists them.
+    pub fn all_addresses(&self) -> impl Iterator<Item = &'a Cidr> {
+        self.cidr.into_iter().chain(self.addresses)
+    }
+
+    /// The DHCP route metric, when DHCP is on.
+    pub fn dhcp_route_metric(&self) -> Option<Option<u32>> {
+        self.dhcp
+            .then(|| self.dhcp_options.and_then(|o| o.route_metric))
+    }
+}
+
+/// The same keys, mutably, for merging repeated entries.
+#[derive(Debug)]
+pub struct AddressingMut<'a> {
+    pub addresses: &'a mut Vec<Cidr>,
+    pub cidr: &'a mut Option<Cidr>,
+    pub routes: &'a mut Vec<Route>,
+    pub mtu: &'a mut Option<u32>,
+    pub dhcp: &'a mut bool,
+    pub dhcp_options: &'a mut Option<DhcpOptions>,
+    pub vip: &'a mut Option<Vip>,
+}
+
+/// An entry with Talos's addressing keys: a link entry or a VLAN.
+pub trait HasAddressing {
+    fn addressing(&self) -> Addressing<'_>;
+    fn addressing_mut(&mut self) -> AddressingMut<'_>;
+}
+
+macro_rules! has_addressing {
+    ($t:ty) => {
+        impl HasAddressing for $t {
+            fn addressing(&self) -> Addressing<'_> {
+                Addressing {
+                    addresses: &self.addresses,
+                    cidr: self.cidr.as_ref(),
+                    routes: &self.routes,
+                    mtu: self.mtu,
+                    dhcp: self.dhcp,
+                    dhcp_options: self.dhcp_options.as_ref(),
+                    vip: self.vip.as_ref(),
+                }
+            }
+            fn addressing_mut(&mut self) -> AddressingMut<'_> {
+                AddressingMut {
+                    addresses: &mut self.addresses,
+                    cidr: &mut self.cidr,
+                    routes: &mut self.routes,
+                    mtu: &mut self.mtu,
+                    dhcp: &mut self.dhcp,
+                    dhcp_options: &mut self.dhcp_options,
+                    vip: &mut self.vip,
+                }
+            }
+        }
+    };
+}
+has_addressing!(Interface);
+has_addressing!(Vlan);
+
+/// Every addressing block of `interfaces` as written: each entry, then its
+/// VLANs, with the path below `base` (`[i]`, `[i].vlans[j]`).
+pub fn addressing_blocks<'a>(
+    interfaces: &'a [Interface],
+    base: &super::error::YamlPath,
+) -> Vec<(super::error::YamlPath, Addressing<'a>)> {
+    let mut out = Vec::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        let path = base.index(i);
+        out.push((path.clone(), iface.addressing()));
+        for (j, vlan) in iface.vlans.iter().enumerate() {
+            out.push((path.key("vlans").index(j), vlan.addressing()));
+        }
+    }
+    out
+}

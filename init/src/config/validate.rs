@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::error::{ConfigError, Warning, WarningKind, YamlPath};
 use super::merge;
-use super::schema::{Config, Interface, Link, MachineType, Route, Vip};
+use super::schema::{addressing_blocks, Config, Interface, Link, MachineType, Route, Vip};
 use super::spans::Spans;
 
 /// Errors and warnings for `config`, each sorted by position.
@@ -74,19 +74,13 @@ fn warnings(config: &Config, f: &mut Findings<'_>) {
     f.unsupported(&root(), config.unsupported_keys());
     f.unsupported(&machine, config.machine.unsupported_keys());
     f.unsupported(&network, config.machine.network.unsupported_keys());
-    for (i, iface) in config.machine.network.interfaces.iter().enumerate() {
-        let path = interfaces_path().index(i);
-        f.unsupported(&path, iface.unsupported_keys());
-        if let Some(vip) = &iface.vip {
+    let interfaces = &config.machine.network.interfaces;
+    for (i, iface) in interfaces.iter().enumerate() {
+        f.unsupported(&interfaces_path().index(i), iface.unsupported_keys());
+    }
+    for (path, a) in addressing_blocks(interfaces, &interfaces_path()) {
+        if let Some(vip) = a.vip {
             f.unsupported(&path.key("vip"), vip.unsupported_keys());
-        }
-        for (j, vlan) in iface.vlans.iter().enumerate() {
-            if let Some(vip) = &vlan.vip {
-                f.unsupported(
-                    &path.key("vlans").index(j).key("vip"),
-                    vip.unsupported_keys(),
-                );
-            }
         }
     }
     let cluster = root().key("cluster");
@@ -140,10 +134,9 @@ fn interfaces(config: &Config, f: &mut Findings<'_>) {
                 );
             }
         }
-        routes(&iface.routes, &path.key("routes"), f);
-        for (j, vlan) in iface.vlans.iter().enumerate() {
-            routes(&vlan.routes, &path.key("vlans").index(j).key("routes"), f);
-        }
+    }
+    for (path, a) in addressing_blocks(&config.machine.network.interfaces, &base) {
+        routes(a.routes, &path.key("routes"), f);
     }
     let (_, conflicts) = merge::merge(&config.machine.network.interfaces, &base);
     for c in conflicts {
@@ -189,44 +182,25 @@ fn family_name(ip: IpAddr) -> &'static str {
 
 /// Every VIP as written, with its path.
 fn all_vips(interfaces: &[Interface]) -> Vec<(YamlPath, &Vip)> {
-    let mut out = Vec::new();
-    for (i, iface) in interfaces.iter().enumerate() {
-        let path = interfaces_path().index(i);
-        if let Some(vip) = &iface.vip {
-            out.push((path.key("vip"), vip));
-        }
-        for (j, vlan) in iface.vlans.iter().enumerate() {
-            if let Some(vip) = &vlan.vip {
-                out.push((path.key("vlans").index(j).key("vip"), vip));
-            }
-        }
-    }
-    out
+    addressing_blocks(interfaces, &interfaces_path())
+        .into_iter()
+        .filter_map(|(path, a)| Some((path.key("vip"), a.vip?)))
+        .collect()
 }
 
 /// Every static address as written (`addresses` and `cidr`, on links and
 /// VLANs), by IP, with the path where it first appears.
 fn static_addresses(interfaces: &[Interface]) -> HashMap<IpAddr, YamlPath> {
     let mut out = HashMap::new();
-    let mut add = |path: YamlPath, ip: IpAddr| {
-        out.entry(ip).or_insert(path);
-    };
-    for (i, iface) in interfaces.iter().enumerate() {
-        let path = interfaces_path().index(i);
-        if let Some(c) = iface.cidr {
-            add(path.key("cidr"), c.addr());
-        }
-        for (k, a) in iface.addresses.iter().enumerate() {
-            add(path.key("addresses").index(k), a.addr());
-        }
-        for (j, vlan) in iface.vlans.iter().enumerate() {
-            let vpath = path.key("vlans").index(j);
-            if let Some(c) = vlan.cidr {
-                add(vpath.key("cidr"), c.addr());
-            }
-            for (k, a) in vlan.addresses.iter().enumerate() {
-                add(vpath.key("addresses").index(k), a.addr());
-            }
+    for (path, a) in addressing_blocks(interfaces, &interfaces_path()) {
+        let cidr = a.cidr.map(|c| (path.key("cidr"), c));
+        let listed = a
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (path.key("addresses").index(k), c));
+        for (at, c) in cidr.into_iter().chain(listed) {
+            out.entry(c.addr()).or_insert(at);
         }
     }
     out

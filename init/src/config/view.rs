@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::schema::{Config, Link, MachineType};
+use super::error::YamlPath;
+use super::schema::{addressing_blocks, Config, HasAddressing, Link, MachineType};
 use super::types::VlanId;
 
 /// One VIP to elect: the address, its lease time, and the link it lives on
@@ -34,21 +35,19 @@ impl Config {
     pub fn vips(&self) -> Vec<VipSpec> {
         let mut out = Vec::new();
         for iface in self.interfaces() {
-            if let Some(vip) = &iface.vip {
-                out.push(VipSpec {
-                    ip: vip.ip.addr(),
-                    ttl: Duration::from_secs(vip.ttl.seconds().into()),
-                    link: iface.link.clone(),
-                    vlan: None,
-                });
-            }
-            for vlan in &iface.vlans {
-                if let Some(vip) = &vlan.vip {
+            let blocks = std::iter::once((None, iface.addressing())).chain(
+                iface
+                    .vlans
+                    .iter()
+                    .map(|v| (Some(v.vlan_id), v.addressing())),
+            );
+            for (vlan, a) in blocks {
+                if let Some(vip) = a.vip {
                     out.push(VipSpec {
                         ip: vip.ip.addr(),
                         ttl: Duration::from_secs(vip.ttl.seconds().into()),
                         link: iface.link.clone(),
-                        vlan: Some(vlan.vlan_id),
+                        vlan,
                     });
                 }
             }
@@ -77,15 +76,10 @@ impl Config {
             None => "no hostname".to_owned(),
         };
         let interfaces = self.interfaces();
-        let mut statics = 0;
-        let mut dhcp = 0;
-        for iface in &interfaces {
-            statics += iface.addresses.len();
-            dhcp += usize::from(iface.dhcp);
-            for vlan in &iface.vlans {
-                statics += vlan.addresses.len();
-                dhcp += usize::from(vlan.dhcp);
-            }
+        let (mut statics, mut dhcp) = (0, 0);
+        for (_, a) in addressing_blocks(&interfaces, &YamlPath::root()) {
+            statics += a.addresses.len();
+            dhcp += usize::from(a.dhcp);
         }
         let mut parts = vec![
             hostname,

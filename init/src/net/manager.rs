@@ -10,7 +10,6 @@
 //! "apply the whole plan again" is the one code path for every change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,11 +19,12 @@ use tokio::task::JoinHandle;
 
 use super::dhcp::runner::{self, DhcpEvent, RunLink, RunOptions};
 use super::dhcp::Lease;
-use super::dns::{self, HostEntry, Hostname, Resolver};
+use super::dns::{self, Hostname};
 use super::ipcfg::NetParams;
 use super::plan::{self, Inventory, Plan, Problem};
 use super::rtnl::Rtnl;
-use super::{apply, naming, rename, sysfs};
+use super::spec::{self, NetSpec};
+use super::{apply, etc, naming, rename, sysfs};
 use crate::config::Config;
 
 /// Where the manager reads and writes, and the command line's say.
@@ -74,17 +74,35 @@ struct Running {
     route_metric: u32,
 }
 
+/// What has been logged and still holds, by topic: a line is logged when
+/// it appears, and again if it goes away and comes back (a link that
+/// returns, an error that recurs), never on every re-plan while it holds.
+#[derive(Debug, Default)]
+struct Reported(BTreeMap<&'static str, BTreeSet<String>>);
+
+impl Reported {
+    /// Replaces `topic`'s current lines; returns those that are new.
+    fn update(
+        &mut self,
+        topic: &'static str,
+        now: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        let now: BTreeSet<String> = now.into_iter().collect();
+        let before = self.0.insert(topic, now.clone()).unwrap_or_default();
+        now.into_iter().filter(|l| !before.contains(l)).collect()
+    }
+}
+
 pub struct Manager {
     rtnl: Rtnl,
     settings: Settings,
-    config: Option<Arc<Config>>,
+    /// The machine config's network, once a config is loaded.
+    spec: Option<NetSpec>,
     dhcp: BTreeMap<String, Running>,
     leases: BTreeMap<String, Lease>,
     dhcp_tx: mpsc::UnboundedSender<DhcpEvent>,
     dhcp_rx: mpsc::UnboundedReceiver<DhcpEvent>,
-    /// Problems and errors already logged, so a waiting selector is logged
-    /// once, not on every re-plan.
-    reported: BTreeSet<String>,
+    reported: Reported,
     status: watch::Sender<Status>,
     /// When the current work began (start, or the config's arrival), for
     /// the "configured in N ms" line.
@@ -101,12 +119,12 @@ impl Manager {
         let m = Manager {
             rtnl,
             settings,
-            config: None,
+            spec: None,
             dhcp: BTreeMap::new(),
             leases: BTreeMap::new(),
             dhcp_tx,
             dhcp_rx,
-            reported: BTreeSet::new(),
+            reported: Reported::default(),
             status,
             since: Instant::now(),
             announced: false,
@@ -164,7 +182,7 @@ impl Manager {
     async fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Config(c) => {
-                self.config = Some(c);
+                self.spec = Some(spec::from_config(&c));
                 self.since = Instant::now();
                 self.announced = false;
             }
@@ -240,14 +258,16 @@ impl Manager {
 
     async fn reconcile(&mut self) {
         let inv = self.inventory().await;
-        let plan = plan::plan(self.config.as_deref(), &self.settings.params, &inv);
+        let plan = plan::plan(self.spec.as_ref(), &self.settings.params, &inv);
+        let new = self
+            .reported
+            .update("problems", plan.problems.iter().map(ToString::to_string));
         for p in &plan.problems {
             let line = p.to_string();
-            if self.reported.insert(line.clone()) {
-                match p {
-                    Problem::Waiting { .. } => log::warn!("network: {line}"),
-                    Problem::Ambiguous { .. } => log::error!("network: {line}"),
-                }
+            match p {
+                _ if !new.contains(&line) => {}
+                Problem::Waiting { .. } => log::warn!("network: {line}"),
+                Problem::Ambiguous { .. } => log::error!("network: {line}"),
             }
         }
         self.stop_dhcp(&plan).await;
@@ -255,26 +275,24 @@ impl Manager {
         for c in &report.changes {
             log::info!("network: {c}");
         }
-        for e in &report.errors {
-            let line = e.to_string();
-            if self.reported.insert(line.clone()) {
-                log::error!("network: {line}");
-            }
+        let errors = report.errors.iter().map(ToString::to_string);
+        for line in self.reported.update("apply errors", errors) {
+            log::error!("network: {line}");
         }
-        for lp in &plan.links {
-            for r in &lp.routes {
-                let line = format!(
+        let routes = plan.links.iter().flat_map(|lp| {
+            lp.routes.iter().map(move |r| {
+                format!(
                     "{}: route {} via {} metric {}",
                     lp.name,
                     r.dest
                         .map_or("default".to_string(), |(a, n)| format!("{a}/{n}")),
                     r.gateway.map_or("-".to_string(), |g| g.to_string()),
                     r.metric
-                );
-                if self.reported.insert(line.clone()) {
-                    log::info!("network: {line}");
-                }
-            }
+                )
+            })
+        });
+        for line in self.reported.update("routes", routes) {
+            log::info!("network: {line}");
         }
         self.start_dhcp(&plan).await;
         self.last_plan = plan;
@@ -381,7 +399,7 @@ impl Manager {
         let configured = applied && !waiting && dhcp_done;
         if configured && !self.announced {
             self.announced = true;
-            let stage = if self.config.is_some() {
+            let stage = if self.spec.is_some() {
                 "for the machine config"
             } else {
                 "before any config"
@@ -404,93 +422,39 @@ impl Manager {
         });
     }
 
-    /// Hostname, hosts and resolv.conf from config > command line > DHCP.
+    /// Hostname, hosts and resolv.conf ([`etc::render`] decides what).
     fn write_files(&mut self) {
-        let cfg = self.config.as_deref();
-        let net = cfg.map(|c| &c.machine.network);
-        let first_lease = self.leases.values().next();
-        let (hostname, notes) = dns::choose_hostname(
-            net.and_then(|n| n.hostname.as_ref()).map(|h| h.as_str()),
-            self.settings.params.hostname(),
-            first_lease.and_then(|l| l.hostname.as_deref()),
-        );
-        for n in notes {
-            if self.reported.insert(n.clone()) {
-                log::warn!("network: {n}");
+        let files = etc::render(etc::Sources {
+            config: self.spec.as_ref().map(|s| &s.host),
+            cmdline: &self.settings.params,
+            leases: &self.leases,
+            plan: &self.last_plan,
+        });
+        for n in self.reported.update("etc notes", files.notes.clone()) {
+            log::warn!("network: {n}");
+        }
+        let mut failed = Vec::new();
+        let hostname_file = files.hostname_file();
+        let writes = [
+            ("resolv.conf", Some(&files.resolv_conf)),
+            ("hosts", Some(&files.hosts)),
+            ("hostname", hostname_file.as_ref()),
+        ];
+        for (file, text) in writes {
+            let Some(text) = text else { continue };
+            let path = self.settings.etc_root.join(file);
+            if std::fs::read_to_string(&path).is_ok_and(|t| &t == text) {
+                continue;
+            }
+            if let Err(e) = dns::write_atomically(&path, text.as_bytes()) {
+                failed.push(format!("cannot write {}: {e}", path.display()));
             }
         }
-        let mut resolver = Resolver::default();
-        if let Some(n) = net.filter(|n| !n.nameservers.is_empty()) {
-            resolver.nameservers = n.nameservers.iter().map(|i| i.addr()).collect();
-        } else {
-            resolver.nameservers = self
-                .settings
-                .params
-                .ip
-                .iter()
-                .flat_map(|p| p.dns.iter().copied())
-                .collect();
-            if resolver.nameservers.is_empty() {
-                for l in self.leases.values() {
-                    resolver
-                        .nameservers
-                        .extend(l.dns.iter().map(|d| IpAddr::V4(*d)));
-                }
-            }
+        for line in self.reported.update("etc writes", failed) {
+            log::error!("network: {line}");
         }
-        if let Some(n) = net {
-            resolver.search = n.search_domains.iter().map(|d| d.to_string()).collect();
-        }
-        if resolver.search.is_empty() {
-            resolver
-                .search
-                .extend(self.leases.values().filter_map(|l| l.domain.clone()));
-        }
-        let disable = net.is_some_and(|n| n.disable_search_domain);
-        let resolver = resolver.with_hostname_domain(hostname.as_ref(), disable);
-        let rendered = dns::render_resolv_conf(&resolver);
-        for n in rendered.notes {
-            if self.reported.insert(n.clone()) {
-                log::warn!("network: {n}");
-            }
-        }
-        let primary = self
-            .last_plan
-            .links
-            .iter()
-            .flat_map(|l| l.addresses.iter().map(|a| a.0))
-            .find(|a| !a.is_loopback())
-            .or_else(|| first_lease.map(|l| IpAddr::V4(l.address)));
-        let extra: Vec<HostEntry> = net
-            .map(|n| {
-                n.extra_host_entries
-                    .iter()
-                    .map(|e| HostEntry {
-                        ip: e.ip.addr(),
-                        aliases: e.aliases.iter().map(|a| a.to_string()).collect(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let hosts = dns::render_hosts(hostname.as_ref(), primary, &extra);
-        self.write("resolv.conf", &rendered.text);
-        self.write("hosts", &hosts);
-        if let Some(h) = &hostname {
-            self.write("hostname", &dns::render_hostname(h));
+        if let Some(h) = &files.hostname {
             self.set_hostname(h);
-        }
-    }
-
-    fn write(&mut self, file: &str, text: &str) {
-        let path = self.settings.etc_root.join(file);
-        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-            return;
-        }
-        if let Err(e) = dns::write_atomically(&path, text.as_bytes()) {
-            let line = format!("cannot write {}: {e}", path.display());
-            if self.reported.insert(line.clone()) {
-                log::error!("network: {line}");
-            }
         }
     }
 
@@ -525,5 +489,34 @@ fn plan_reason(plan: &Plan, name: &str) -> &'static str {
         "the config sets it up differently"
     } else {
         "the config does not ask for it"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reported;
+
+    /// (lines now, lines logged): a line is logged when it appears, not
+    /// while it holds, and again when it comes back after clearing.
+    #[test]
+    fn reported_logs_on_change() {
+        let steps: &[(&[&str], &[&str])] = &[
+            (&["a: waiting"], &["a: waiting"]),
+            (&["a: waiting"], &[]),
+            (&["a: waiting", "b: error"], &["b: error"]),
+            (&["b: error"], &[]),
+            (&[], &[]),
+            (&["a: waiting"], &["a: waiting"]),
+        ];
+        let mut r = Reported::default();
+        for (i, (now, logged)) in steps.iter().enumerate() {
+            let got = r.update("t", now.iter().map(|s| s.to_string()));
+            assert_eq!(got, *logged, "step {i}");
+        }
+        // Topics are independent.
+        assert_eq!(
+            r.update("other", ["a: waiting".to_string()]),
+            ["a: waiting"]
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod dhcp;
 pub mod dns;
+pub mod etc;
 pub mod ethtool;
 pub mod ipcfg;
 pub mod manager;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod rename;
 pub mod rtnl;
 pub mod selector;
+pub mod spec;
 pub mod sysfs;
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! From the machine config, the kernel command line (`ip=`, `vlan=`,
+//! From the config's network spec ([`super::spec`]), the kernel command line (`ip=`, `vlan=`,
 //! `keel.network.interface.ignore=`) and the links that exist now, the
 //! state every link should be in: a [`Plan`]. Pure: no netlink, no sysfs, so
 //! the rules are unit-tested as tables; [`super::apply`] carries a plan out
@@ -25,9 +25,9 @@ use netlink_packet_route::link::{BondLacpRate, BondMode, BondXmitHashPolicy};
 use super::ipcfg::{Autoconf, NetParams, IFNAME_MAX};
 use super::rtnl::BondSettings;
 use super::selector::{select, Selection};
+use super::spec::{LinkAddressing, LinkKind, LinkRef, LinkSpec, NetSpec};
 use super::sysfs::LinkFacts;
 use crate::config::bond::{self, Bond};
-use crate::config::schema::{Config, Interface, Link, Route};
 
 pub use super::DEFAULT_ROUTE_METRIC;
 
@@ -186,75 +186,94 @@ fn fnv1a16(s: &str) -> u16 {
     ((h >> 16) ^ (h & 0xffff)) as u16
 }
 
-/// Builds the plan. `config` is None before a machine config is loaded.
-pub fn plan(config: Option<&Config>, params: &NetParams, inv: &Inventory) -> Plan {
+/// Builds the plan. `spec` is None before a machine config is loaded.
+pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan {
     let mut p = Plan::default();
     let mut claimed: Vec<String> = Vec::new();
-    let interfaces = config.map(Config::interfaces).unwrap_or_default();
+    let links = spec.map(|s| s.links.as_slice()).unwrap_or_default();
 
     // Ignored links first: nothing else may touch them.
     for name in &params.ignore {
         let cur = inv.find(name).map_or(name.as_str(), |l| l.name.as_str());
         push_unique(&mut p.ignored, cur);
     }
-    for iface in interfaces.iter().filter(|i| i.ignore) {
-        for l in resolve(iface, inv, &mut p.problems) {
-            push_unique(&mut p.ignored, &l);
+    for l in links.iter().filter(|l| l.ignore) {
+        for name in resolve(&l.link, &l.origin, inv, &mut p.problems) {
+            push_unique(&mut p.ignored, &name);
         }
     }
     let mut bonds = Vec::new();
-    let mut vlans = Vec::new();
-    for iface in interfaces.iter().filter(|i| !i.ignore) {
-        let origin = format!(
-            "machine.network.interfaces ({})",
-            describe_link(&iface.link)
-        );
-        if let Some(bond) = &iface.bond {
-            let Some(name) = iface.link.name() else {
-                continue; // validation rejects a bond named by a selector
-            };
-            let members = bond_members(bond, inv, &origin, &mut p.problems);
-            for m in &members {
-                push_unique(&mut claimed, m);
+    let mut vlans: Vec<LinkPlan> = Vec::new();
+    // What each configured link resolved to, for the VLANs on it.
+    let mut resolved: Vec<(&LinkRef, String)> = Vec::new();
+    for l in links.iter().filter(|l| !l.ignore) {
+        let targets = match &l.kind {
+            LinkKind::Existing => resolve(&l.link, &l.origin, inv, &mut p.problems),
+            // Validation gives created links a name.
+            LinkKind::Dummy | LinkKind::Bond { .. } => match &l.link {
+                LinkRef::Name(n) => vec![n.clone()],
+                _ => Vec::new(),
+            },
+            LinkKind::Vlan { parent, id } => {
+                let configured = || links.iter().any(|o| &o.link == parent && !o.ignore);
+                let parents = match resolved.iter().find(|(r, _)| *r == parent) {
+                    Some((_, name)) => vec![name.clone()],
+                    // The parent's own entry has reported why it is missing.
+                    None if configured() => Vec::new(),
+                    None => resolve(parent, &l.origin, inv, &mut p.problems),
+                };
+                for parent in parents {
+                    if p.ignored.contains(&parent) {
+                        continue;
+                    }
+                    let name = match &l.link {
+                        LinkRef::Name(n) => n.clone(),
+                        _ => vlan_name(&parent, *id),
+                    };
+                    let mut lp = LinkPlan::new(&name, l.origin.clone());
+                    lp.create = Some(Create::Vlan { parent, id: *id });
+                    fill(&mut lp, &l.addressing);
+                    vip_links(&mut p.vips, l, &name);
+                    vlans.push(lp);
+                }
+                continue;
             }
-            let mut lp = LinkPlan::new(name.as_str(), origin.clone());
-            lp.create = Some(Create::Bond {
-                settings: bond_settings(bond),
-                primary: bond.primary.as_ref().map(|n| {
-                    inv.find(n.as_str())
-                        .map_or(n.to_string(), |l| l.name.clone())
-                }),
-                members,
-            });
-            fill(&mut lp, iface);
-            claimed.push(lp.name.clone());
-            vlans.extend(vlan_plans(iface, &lp.name, &origin));
-            vip_links(&mut p.vips, iface, &lp.name);
-            bonds.push(lp);
-            continue;
-        }
-        let targets = if iface.dummy {
-            iface
-                .link
-                .name()
-                .map(|n| vec![n.to_string()])
-                .unwrap_or_default()
-        } else {
-            resolve(iface, inv, &mut p.problems)
         };
         for name in targets {
             if p.ignored.contains(&name) {
                 continue;
             }
-            let mut lp = LinkPlan::new(&name, origin.clone());
-            if iface.dummy {
-                lp.create = Some(Create::Dummy);
-            }
-            fill(&mut lp, iface);
+            resolved.push((&l.link, name.clone()));
+            let mut lp = LinkPlan::new(&name, l.origin.clone());
+            lp.create = match &l.kind {
+                LinkKind::Dummy => Some(Create::Dummy),
+                LinkKind::Bond {
+                    settings,
+                    members,
+                    primary,
+                } => {
+                    let members = bond_members(members, inv, &l.origin, &mut p.problems);
+                    for m in &members {
+                        push_unique(&mut claimed, m);
+                    }
+                    Some(Create::Bond {
+                        settings: settings.clone(),
+                        primary: primary
+                            .as_ref()
+                            .map(|n| inv.find(n).map_or(n.clone(), |l| l.name.clone())),
+                        members,
+                    })
+                }
+                _ => None,
+            };
+            fill(&mut lp, &l.addressing);
             claimed.push(name.clone());
-            vlans.extend(vlan_plans(iface, &name, &origin));
-            vip_links(&mut p.vips, iface, &name);
-            p.links.push(lp);
+            vip_links(&mut p.vips, l, &name);
+            if matches!(l.kind, LinkKind::Bond { .. }) {
+                bonds.push(lp);
+            } else {
+                p.links.push(lp);
+            }
         }
     }
 
@@ -329,13 +348,13 @@ pub fn plan(config: Option<&Config>, params: &NetParams, inv: &Inventory) -> Pla
 
     // No interface configuration at all: DHCP on every physical link that
     // nothing configures, so the node is reachable and a config URL works.
-    let configures_links = interfaces.iter().any(|i| !i.ignore) || !params.ip.is_empty();
+    let configures_links = spec.is_some_and(NetSpec::configures_links) || !params.ip.is_empty();
     if !configures_links {
         for l in &physical {
             if claimed.contains(&l.name) || p.ignored.contains(&l.name) || l.kind.is_some() {
                 continue;
             }
-            let origin = if config.is_some() {
+            let origin = if spec.is_some() {
                 "config has no interfaces: DHCP"
             } else {
                 "no config yet: DHCP"
@@ -375,21 +394,16 @@ fn push_problem(v: &mut Vec<Problem>, p: Problem) {
     }
 }
 
-fn describe_link(link: &Link) -> String {
+/// The current names of the links `link` names (none or one).
+fn resolve(
+    link: &LinkRef,
+    origin: &str,
+    inv: &Inventory,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let origin = origin.to_owned();
     match link {
-        Link::Name(n) => format!("interface {n}"),
-        Link::Selector(s) => s.to_string(),
-    }
-}
-
-/// The current names of the links an entry configures (none or one).
-fn resolve(iface: &Interface, inv: &Inventory, problems: &mut Vec<Problem>) -> Vec<String> {
-    let origin = format!(
-        "machine.network.interfaces ({})",
-        describe_link(&iface.link)
-    );
-    match &iface.link {
-        Link::Name(n) => match inv.find(n.as_str()) {
+        LinkRef::Name(n) => match inv.find(n) {
             Some(l) => vec![l.name.clone()],
             None => {
                 push_problem(
@@ -402,7 +416,7 @@ fn resolve(iface: &Interface, inv: &Inventory, problems: &mut Vec<Problem>) -> V
                 Vec::new()
             }
         },
-        Link::Selector(sel) => match select(sel, &inv.links) {
+        LinkRef::Selector(sel) => match select(sel, &inv.links) {
             Selection::One(l) => vec![l.name.clone()],
             Selection::None => {
                 push_problem(
@@ -425,52 +439,62 @@ fn resolve(iface: &Interface, inv: &Inventory, problems: &mut Vec<Problem>) -> V
                 Vec::new()
             }
         },
+        LinkRef::VlanOf { parent, id } => resolve(parent, &origin, inv, problems)
+            .into_iter()
+            .map(|p| vlan_name(&p, *id))
+            .collect(),
     }
 }
 
 /// Bond members: named ones that exist, and every link each selector
 /// matches (in a bond, a selector may match several links).
 fn bond_members(
-    bond: &Bond,
+    members: &[LinkRef],
     inv: &Inventory,
     origin: &str,
     problems: &mut Vec<Problem>,
 ) -> Vec<String> {
-    let mut members = Vec::new();
-    for n in &bond.interfaces {
-        match inv.find(n.as_str()) {
-            Some(l) => push_unique(&mut members, l.name.as_str()),
-            None => {
-                push_problem(
+    let mut out = Vec::new();
+    for m in members {
+        match m {
+            LinkRef::Selector(sel) => {
+                let selection = select(sel, &inv.links);
+                let hits = selection.names();
+                if hits.is_empty() {
+                    push_problem(
+                        problems,
+                        Problem::Waiting {
+                            origin: origin.to_owned(),
+                            what: format!("a bond member matching {sel} to appear"),
+                        },
+                    );
+                }
+                for h in hits {
+                    push_unique(&mut out, h);
+                }
+            }
+            LinkRef::Name(n) => match inv.find(n) {
+                Some(l) => push_unique(&mut out, l.name.as_str()),
+                None => push_problem(
                     problems,
                     Problem::Waiting {
                         origin: origin.to_owned(),
                         what: format!("bond member {n} to appear"),
                     },
-                );
+                ),
+            },
+            LinkRef::VlanOf { .. } => {
+                for name in resolve(m, origin, inv, problems) {
+                    push_unique(&mut out, name);
+                }
             }
         }
     }
-    for sel in &bond.device_selectors {
-        let selection = select(sel, &inv.links);
-        let hits = selection.names();
-        if hits.is_empty() {
-            push_problem(
-                problems,
-                Problem::Waiting {
-                    origin: origin.to_owned(),
-                    what: format!("a bond member matching {sel} to appear"),
-                },
-            );
-        }
-        for h in hits {
-            push_unique(&mut members, h);
-        }
-    }
-    members
+    out
 }
 
-fn bond_settings(b: &Bond) -> BondSettings {
+/// The kernel bonding driver's settings for a Talos bond.
+pub(crate) fn bond_settings(b: &Bond) -> BondSettings {
     BondSettings {
         mode: b.mode.map(|m| match m {
             bond::BondMode::BalanceRr => BondMode::BalanceRr,
@@ -498,81 +522,25 @@ fn bond_settings(b: &Bond) -> BondSettings {
     }
 }
 
-fn route_plan(r: &Route) -> RoutePlan {
-    RoutePlan {
-        dest: r
-            .network
-            .filter(|n| !n.is_default_route())
-            .map(|n| (n.addr(), n.prefix())),
-        gateway: r.gateway.as_ref().map(|g| g.addr()),
-        source: r.source.as_ref().map(|s| s.addr()),
-        metric: r.metric.unwrap_or(DEFAULT_ROUTE_METRIC),
-        mtu: r.mtu,
+/// A link's addresses, routes, MTU and DHCP, from its spec.
+fn fill(lp: &mut LinkPlan, a: &LinkAddressing) {
+    lp.mtu = a.mtu;
+    for addr in &a.addresses {
+        push_unique(&mut lp.addresses, *addr);
+    }
+    for r in &a.routes {
+        push_unique(&mut lp.routes, r.clone());
+    }
+    if a.dhcp.is_some() {
+        lp.dhcp = a.dhcp;
     }
 }
 
-/// Addresses, routes, MTU and DHCP of a (merged) entry.
-fn fill(lp: &mut LinkPlan, iface: &Interface) {
-    lp.mtu = iface.mtu;
-    for a in iface.addresses.iter().chain(&iface.cidr) {
-        push_unique(&mut lp.addresses, (a.addr(), a.prefix()));
+/// Records the link `name` as the home of `spec`'s VIPs.
+fn vip_links(vips: &mut BTreeMap<IpAddr, String>, spec: &LinkSpec, name: &str) {
+    for v in &spec.vips {
+        vips.insert(v.ip, name.to_owned());
     }
-    for r in &iface.routes {
-        push_unique(&mut lp.routes, route_plan(r));
-    }
-    if iface.dhcp {
-        lp.dhcp = Some(DhcpPlan {
-            route_metric: iface
-                .dhcp_options
-                .as_ref()
-                .and_then(|o| o.route_metric)
-                .unwrap_or(DEFAULT_ROUTE_METRIC),
-        });
-    }
-}
-
-/// Records the link of `iface`'s VIP and of its VLANs' VIPs.
-fn vip_links(vips: &mut BTreeMap<IpAddr, String>, iface: &Interface, link: &str) {
-    if let Some(v) = &iface.vip {
-        vips.insert(v.ip.addr(), link.to_owned());
-    }
-    for vlan in &iface.vlans {
-        if let Some(v) = &vlan.vip {
-            vips.insert(v.ip.addr(), vlan_name(link, vlan.vlan_id.get()));
-        }
-    }
-}
-
-fn vlan_plans(iface: &Interface, parent: &str, origin: &str) -> Vec<LinkPlan> {
-    iface
-        .vlans
-        .iter()
-        .map(|v| {
-            let name = vlan_name(parent, v.vlan_id.get());
-            let mut lp = LinkPlan::new(&name, format!("{origin} vlan {}", v.vlan_id));
-            lp.create = Some(Create::Vlan {
-                parent: parent.to_owned(),
-                id: v.vlan_id.get(),
-            });
-            lp.mtu = v.mtu;
-            for a in v.addresses.iter().chain(&v.cidr) {
-                push_unique(&mut lp.addresses, (a.addr(), a.prefix()));
-            }
-            for r in &v.routes {
-                push_unique(&mut lp.routes, route_plan(r));
-            }
-            if v.dhcp {
-                lp.dhcp = Some(DhcpPlan {
-                    route_metric: v
-                        .dhcp_options
-                        .as_ref()
-                        .and_then(|o| o.route_metric)
-                        .unwrap_or(DEFAULT_ROUTE_METRIC),
-                });
-            }
-            lp
-        })
-        .collect()
 }
 
 #[cfg(test)]

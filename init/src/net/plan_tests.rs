@@ -1,5 +1,6 @@
 use super::*;
 use crate::cmdline::Cmdline;
+use crate::config::Config;
 use crate::net::ipcfg;
 use crate::net::sysfs::test_nic;
 
@@ -219,7 +220,8 @@ fn plan_table() {
     let inv = inventory();
     for c in cases {
         let cfg = c.config.map(config);
-        let p = plan(cfg.as_ref(), &params(c.cmdline), &inv);
+        let spec = cfg.as_ref().map(crate::net::spec::from_config);
+        let p = plan(spec.as_ref(), &params(c.cmdline), &inv);
         assert_eq!(summary(&p), c.want, "{}", c.what);
         let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems, c.problems, "{}", c.what);
@@ -229,7 +231,9 @@ fn plan_table() {
 #[test]
 fn ignored_links_are_listed() {
     let p = plan(
-        Some(&config("- interface: eth1\n  ignore: true")),
+        Some(&crate::net::spec::from_config(&config(
+            "- interface: eth1\n  ignore: true",
+        ))),
         &params("keel.network.interface.ignore=enp0s2"),
         &inventory(),
     );
@@ -295,7 +299,8 @@ fn vip_links() {
         ),
     ];
     for (what, yaml, want) in cases {
-        let p = plan(Some(&config(yaml)), &params(""), &inventory());
+        let spec = crate::net::spec::from_config(&config(yaml));
+        let p = plan(Some(&spec), &params(""), &inventory());
         let got: Vec<(String, String)> = p
             .vips
             .iter()

@@ -512,11 +512,23 @@ impl Rtnl {
     /// Removes an address; one that is not there is success.
     pub async fn del_address(&self, name: &str, ip: IpAddr, prefix: u8) -> Result<(), RtnlError> {
         let l = self.need(name).await?;
+        self.del_address_at(l.index, name, ip, prefix).await
+    }
+
+    /// [`Rtnl::del_address`] by link index (`name` is for errors only):
+    /// the index stays the same when a link is renamed.
+    pub async fn del_address_at(
+        &self,
+        index: u32,
+        name: &str,
+        ip: IpAddr,
+        prefix: u8,
+    ) -> Result<(), RtnlError> {
         let mut s = self
             .handle
             .address()
             .get()
-            .set_link_index_filter(l.index)
+            .set_link_index_filter(index)
             .set_address_filter(ip)
             .set_prefix_length_filter(prefix)
             .execute();
@@ -538,6 +550,30 @@ impl Rtnl {
             }
         }
         Ok(())
+    }
+
+    /// The indexes of every link that has `ip` (any prefix), from one dump
+    /// of all addresses.
+    pub async fn links_with_address(&self, ip: IpAddr) -> Result<Vec<u32>, RtnlError> {
+        let mut out = Vec::new();
+        let mut s = self.handle.address().get().set_address_filter(ip).execute();
+        loop {
+            match s.try_next().await {
+                Ok(Some(msg)) => {
+                    if !out.contains(&msg.header.index) {
+                        out.push(msg.header.index);
+                    }
+                }
+                Ok(None) => return Ok(out),
+                Err(source) => {
+                    return Err(RtnlError::Link {
+                        link: "*".to_string(),
+                        what: "list addresses",
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// Adds a route; one that is already there is success.

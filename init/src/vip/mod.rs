@@ -42,6 +42,7 @@
 pub mod announce;
 mod election;
 pub mod fence;
+pub mod ops;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -49,7 +50,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use election::{run, Inputs, Params};
+pub use election::{elect, run, Inputs, Params};
 
 /// The election's name (its key prefix in etcd) for `ip`.
 pub fn election_name(ip: IpAddr) -> String {

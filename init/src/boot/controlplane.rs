@@ -1,0 +1,260 @@
+//! What PID 1 runs once a machine config is loaded: `/var` (see
+//! [`crate::storage`]), then etcd on control-plane nodes, once the address
+//! its peer URL names exists on a link, then one VIP election per
+//! configured VIP (see [`crate::vip`]) against that etcd member. The
+//! running pieces are a [`ControlPlane`], which [`super::services`] owns
+//! and stops in order.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, MachineType};
+use crate::etcd::args::ClientTls;
+use crate::etcd::{self, ArgsError, Health, Plan, Runtime, Supervisor};
+use crate::net::manager::Status;
+use crate::net::rtnl::Rtnl;
+use crate::storage::{self, VarSource};
+use crate::supervise::Reaper;
+use crate::vip;
+use tokio::task::JoinHandle;
+
+/// The image's mke2fs (image/src/assemble.rs).
+const MKFS: &str = "/sbin/mke2fs";
+
+/// Mounts `/var`. Formatting goes through the reaper; a failure falls
+/// back to tmpfs, so etcd can still run (without persistence).
+pub async fn mount_var(reaper: &Reaper, controlplane: bool) {
+    let mut source = storage::choose(Path::new("/sys"), Path::new("/dev"));
+    if let VarSource::Format { device } = &source {
+        log::info!(
+            "var: {} is an empty partition named {}; formatting it as ext4",
+            device.display(),
+            storage::LABEL_VAR
+        );
+        if let Err(e) = storage::format(reaper, Path::new(MKFS), device).await {
+            log::error!("var: {e}; using a tmpfs instead");
+            source = VarSource::Tmpfs;
+        }
+    }
+    match storage::mount_var(&source, Path::new("/var")) {
+        Ok(what) => log::info!("var: /var on {what}"),
+        Err(e) => log::error!("var: {e}"),
+    }
+    if source == VarSource::Tmpfs && controlplane {
+        log::warn!(
+            "var: no {} filesystem or empty partition: /var is a tmpfs, etcd data will not survive a reboot (the member rejoins its cluster after one)",
+            storage::LABEL_VAR
+        );
+    }
+}
+
+/// Every address on the node's links but loopback.
+async fn node_addresses(rtnl: &Rtnl) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for l in rtnl.links().await.unwrap_or_default() {
+        if l.name == "lo" {
+            continue;
+        }
+        if let Ok(addrs) = rtnl.link_addresses(&l).await {
+            out.extend(addrs.into_iter().map(|(a, _)| a));
+        }
+    }
+    out
+}
+
+/// Starts etcd once its plan can be made: on a control-plane node, when
+/// the peer address exists. Errors in the config (not this node, bad
+/// certificates) are logged and etcd is not started; PID 1 and the network
+/// go on.
+async fn start_etcd(
+    config: Arc<Config>,
+    reaper: Reaper,
+    mut net: watch::Receiver<Status>,
+) -> Option<Etcd> {
+    if config.machine_type() == MachineType::Worker {
+        log::info!("etcd: worker node, not running etcd");
+        return None;
+    }
+    let rtnl = match Rtnl::connect() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("etcd: {e}; not starting etcd");
+            return None;
+        }
+    };
+    let mut waiting_logged = false;
+    let plan = loop {
+        let rt = Runtime::new(
+            node_addresses(&rtnl).await,
+            etcd::DATA_DIR.into(),
+            etcd::PKI_DIR.into(),
+        );
+        match Plan::from_config(&config, &rt) {
+            Ok(plan) => break plan,
+            // The address comes with the network (static or DHCP): wait.
+            Err(e @ (ArgsError::PeerAddressNotOnNode { .. } | ArgsError::NoNodeAddress { .. })) => {
+                if !std::mem::replace(&mut waiting_logged, true) {
+                    log::info!("etcd: waiting for the network: {e}");
+                }
+                // Re-check on every network change, and at least every few
+                // seconds (an address added by hand raises no event here).
+                let _ = tokio::time::timeout(Duration::from_secs(5), net.changed()).await;
+            }
+            Err(e) => {
+                log::error!("etcd: not starting etcd: {e}");
+                return None;
+            }
+        }
+    };
+    log::info!("etcd: starting member {}", plan.name);
+    let (endpoint, tls, member) = (
+        plan.local_endpoint.clone(),
+        plan.client_tls.clone(),
+        plan.name.clone(),
+    );
+    Some(Etcd {
+        sup: Supervisor::start(reaper, etcd::Settings::new(etcd::BINARY, plan)),
+        endpoint,
+        tls,
+        member,
+    })
+}
+
+/// etcd and the VIP elections on it, once started.
+pub struct ControlPlane {
+    pub etcd: Etcd,
+    pub vips: Option<Vips>,
+}
+
+/// Starts etcd (once its address exists) and then the VIP elections on
+/// it; None on a worker or when etcd cannot start (logged).
+pub async fn start(
+    config: Arc<Config>,
+    reaper: Reaper,
+    net: watch::Receiver<Status>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<ControlPlane> {
+    let etcd = start_etcd(config.clone(), reaper, net.clone()).await?;
+    let vips = start_vips(&config, &etcd, net, shutdown);
+    Some(ControlPlane { etcd, vips })
+}
+
+/// The running etcd member and what a local client needs.
+pub struct Etcd {
+    pub sup: Supervisor,
+    /// The member's loopback client URL.
+    pub endpoint: String,
+    pub tls: Option<ClientTls>,
+    pub member: String,
+}
+
+/// The running VIP elections.
+pub struct Vips {
+    tasks: Vec<JoinHandle<()>>,
+    states: Vec<(IpAddr, watch::Receiver<vip::VipState>)>,
+}
+
+/// How long shutdown waits for the elections to remove their addresses and
+/// resign (each resign and revoke has a 1 s deadline of its own).
+const VIP_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Vips {
+    /// Each VIP's election state (`waiting-for-etcd`, `follower(leader=…)`,
+    /// `holder(since …)`), for the status view.
+    pub fn states(&self) -> Vec<(IpAddr, vip::VipState)> {
+        self.states
+            .iter()
+            .map(|(ip, rx)| (*ip, rx.borrow().clone()))
+            .collect()
+    }
+
+    /// Waits (bounded) until every election, told to stop by the shutdown
+    /// signal, has released its VIP and resigned; called before etcd is
+    /// stopped.
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(VIP_STOP_TIMEOUT, t).await;
+        }
+    }
+}
+
+/// Starts one election per VIP in the config, each once the network plan
+/// names its link. The campaign value is `<hostname>/<member>`.
+fn start_vips(
+    config: &Config,
+    etcd: &Etcd,
+    net: watch::Receiver<Status>,
+    stop: watch::Receiver<bool>,
+) -> Option<Vips> {
+    let vips: Vec<_> = crate::net::spec::from_config(config).vips().collect();
+    if vips.is_empty() {
+        return None;
+    }
+    let hostname = config
+        .machine
+        .network
+        .hostname
+        .as_ref()
+        .map(|h| h.to_string())
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .unwrap_or_default();
+    let identity = format!("{hostname}/{}", etcd.member);
+    let healthy = healthy_watch(etcd.sup.health());
+    let mut states = Vec::new();
+    let tasks = vips
+        .into_iter()
+        .map(|v| {
+            let (state, state_rx) = watch::channel(vip::VipState::WaitingForEtcd);
+            states.push((v.ip, state_rx));
+            let mut net = net.clone();
+            let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());
+            let (identity, inputs) = (
+                identity.clone(),
+                vip::Inputs {
+                    etcd_healthy: healthy.clone(),
+                    stop: stop.clone(),
+                },
+            );
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let placed = tokio::select! {
+                    r = net.wait_for(|s| s.vip_links.contains_key(&v.ip)) => r.ok(),
+                    _ = stop.wait_for(|s| *s) => None,
+                };
+                let Some(link) = placed.map(|s| s.vip_links[&v.ip].clone()) else {
+                    return;
+                };
+                log::info!(
+                    "vip {}: campaigning on {link} as {identity} (TTL {} s)",
+                    v.ip,
+                    v.ttl.as_secs()
+                );
+                let params = vip::Params {
+                    ip: v.ip,
+                    ttl: v.ttl,
+                    link,
+                    identity,
+                };
+                vip::run(params, endpoint, tls, inputs, state).await;
+            })
+        })
+        .collect();
+    Some(Vips { tasks, states })
+}
+
+/// True while etcd reports Healthy.
+fn healthy_watch(mut health: watch::Receiver<Health>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*health.borrow() == Health::Healthy);
+    tokio::spawn(async move {
+        while health.changed().await.is_ok() {
+            let ok = *health.borrow_and_update() == Health::Healthy;
+            tx.send_if_modified(|cur| std::mem::replace(cur, ok) != ok);
+        }
+        let _ = tx.send(false);
+    });
+    rx
+}

@@ -1,0 +1,365 @@
+//! The steps of PID 1's boot, in the order [`super::pid1_main`] runs them.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::services::Services;
+use super::{controlplane, hotplug, rss_kb, Phase};
+use crate::cmdline::Cmdline;
+use crate::config::load::Loaded;
+use crate::config::source::SourceSettings;
+use crate::config::{self, MachineType};
+use crate::lock;
+use crate::modules::{self, coldplug, ModuleIndex};
+use crate::net::manager::{self, Event as NetEvent, Manager, Status};
+use crate::net::rtnl::Rtnl;
+use crate::shutdown::{button, Trigger};
+use crate::supervise::Reaper;
+use crate::uevent::UeventSocket;
+
+/// What starts a shutdown: SIGTERM, SIGINT (ctrl-alt-del) and the ACPI
+/// power button.
+pub struct Triggers {
+    sigterm: Option<Signal>,
+    sigint: Option<Signal>,
+    button_tx: mpsc::UnboundedSender<Trigger>,
+    buttons: mpsc::UnboundedReceiver<Trigger>,
+}
+
+impl Triggers {
+    /// Installs the signal handlers. Signals with the default action are
+    /// dropped for PID 1 (signal(7), "init" protection in
+    /// kernel/signal.c), so until this runs they are simply ignored.
+    pub fn install() -> Triggers {
+        let sigterm = signal(SignalKind::terminate()).ok();
+        let sigint = signal(SignalKind::interrupt()).ok();
+        if sigterm.is_none() || sigint.is_none() {
+            log::error!(
+                "cannot install SIGTERM/SIGINT handlers; only the power button can shut down"
+            );
+        }
+        let (button_tx, buttons) = mpsc::unbounded_channel();
+        Triggers {
+            sigterm,
+            sigint,
+            button_tx,
+            buttons,
+        }
+    }
+
+    /// Watches every ACPI power button (needs the `button` and `evdev`
+    /// modules, so after the modules phase).
+    pub fn watch_power_buttons(&self) {
+        let buttons = button::find(Path::new("/sys"), Path::new("/dev"));
+        if buttons.is_empty() {
+            log::warn!("no ACPI power button found (modules button and evdev); power-button shutdown unavailable");
+            return;
+        }
+        let names: Vec<&str> = buttons.iter().map(|(n, _)| n.as_str()).collect();
+        log::info!("watching power button on {}", names.join(", "));
+        let tx = self.button_tx.clone();
+        button::watch(buttons, move |dev| {
+            let _ = tx.send(Trigger::PowerButton(dev.to_string()));
+        });
+    }
+
+    /// The next trigger.
+    pub async fn next(&mut self) -> Trigger {
+        tokio::select! {
+            Some(_) = recv(&mut self.sigterm) => Trigger::Sigterm,
+            Some(_) = recv(&mut self.sigint) => Trigger::CtrlAltDel,
+            // `button_tx` lives in self, so this never closes.
+            Some(t) = self.buttons.recv() => t,
+        }
+    }
+}
+
+async fn recv(s: &mut Option<Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The reaper, ctrl-alt-del as SIGINT, and the kernel's modprobe helper.
+pub fn early_setup() -> Option<Reaper> {
+    let reaper = match Reaper::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("{e}; zombies will be reaped once a second instead");
+            None
+        }
+    };
+    // With CAD disabled, ctrl-alt-del sends SIGINT to PID 1 instead of an
+    // immediate reboot (reboot(2), LINUX_REBOOT_CMD_CAD_OFF).
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        log::warn!("cannot disable ctrl-alt-del reboot: {e}");
+    }
+    // The kernel runs this for request_module(); the image links
+    // /sbin/modprobe to this binary.
+    if let Err(e) = std::fs::write("/proc/sys/kernel/modprobe", "/sbin/modprobe\n") {
+        log::warn!("cannot set /proc/sys/kernel/modprobe: {e}");
+    }
+    reaper
+}
+
+/// The config parameters; proxy settings and the like from
+/// `keel.environment=` apply to PID 1 and everything it starts. Set now,
+/// while PID 1 is still one thread (setenv is not thread-safe against a
+/// concurrent getenv).
+pub fn config_settings(cmdline: &Cmdline) -> SourceSettings {
+    let settings = match SourceSettings::from_cmdline(cmdline) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}; ignoring the config parameters, looking for a config partition only");
+            SourceSettings::default()
+        }
+    };
+    for (k, v) in &settings.environment {
+        std::env::set_var(k, v);
+    }
+    settings
+}
+
+pub fn open_uevents() -> Option<UeventSocket> {
+    match UeventSocket::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("{e}; hotplugged devices and links will not be handled");
+            None
+        }
+    }
+}
+
+/// The module index and the coldplug state, which carries over to the
+/// hotplug passes.
+#[derive(Clone)]
+pub struct Modules {
+    index: Option<Arc<ModuleIndex>>,
+    state: Arc<Mutex<coldplug::Coldplug>>,
+}
+
+impl Modules {
+    /// One hotplug pass over devices not handled before.
+    fn plug(&self, cmdline: &Cmdline) {
+        if let Some(index) = &self.index {
+            plug(index, &mut lock(&self.state), cmdline, "hotplug", 4);
+        }
+    }
+}
+
+/// Phase "modules": coldplug every device present.
+pub fn modules(cmdline: &Cmdline) -> Modules {
+    let t = Phase::start("modules");
+    let index = match ModuleIndex::load(&modules::index_dir()) {
+        Ok(i) => Some(Arc::new(i)),
+        Err(e) => {
+            log::error!("{e}; no modules will be loaded (is this the Keel initramfs?)");
+            None
+        }
+    };
+    let m = Modules {
+        index,
+        state: Arc::default(),
+    };
+    let detail = match &m.index {
+        Some(index) => {
+            let report = plug(index, &mut lock(&m.state), cmdline, "coldplug", 16);
+            format!(
+                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds",
+                report.loaded.len(),
+                report.failed.len(),
+                report.no_module.len(),
+                report.rounds
+            )
+        }
+        None => "no module index".into(),
+    };
+    t.done(&detail);
+    m
+}
+
+/// One coldplug pass over devices not handled before, logging what it
+/// loaded and what failed. At boot it finds everything present; later
+/// passes (`what` = "hotplug") pick up devices that appeared since, such as
+/// a hot-plugged config disk: the kernel does not load modules for new
+/// devices by itself, that is udev's job, which Keel does here.
+fn plug(
+    index: &ModuleIndex,
+    state: &mut coldplug::Coldplug,
+    cmdline: &Cmdline,
+    what: &str,
+    max_rounds: usize,
+) -> coldplug::Report {
+    let sys = Path::new("/sys");
+    let mut loader = modules::Loader::new(index, sys, Some(cmdline));
+    let report = state.run(sys, index, &mut loader, max_rounds);
+    for (dev, e) in &report.failed {
+        log::error!("{what} {} ({}): {e}", dev.path.display(), dev.modalias);
+    }
+    for dev in &report.no_module {
+        log::debug!(
+            "{what}: no module in the image for {} ({})",
+            dev.path.display(),
+            dev.modalias
+        );
+    }
+    if !report.loaded.is_empty() {
+        log::info!("{what} loaded: {}", report.loaded.join(" "));
+    }
+    report
+}
+
+/// The network manager's handles.
+#[derive(Clone)]
+pub struct Net {
+    pub events: mpsc::UnboundedSender<NetEvent>,
+    /// None when rtnetlink could not be opened.
+    pub status: Option<watch::Receiver<Status>>,
+    /// Notified on every status change (the config loop retries a URL).
+    pub changed: Arc<Notify>,
+}
+
+/// Phase "links": name the links, configure what the command line and
+/// (before any config) DHCP ask for; the manager then serves config and
+/// hotplug as a service.
+pub async fn links(cmdline: &Cmdline, services: &mut Services) -> Net {
+    let t = Phase::start("links");
+    let (events, rx) = mpsc::unbounded_channel::<NetEvent>();
+    let changed = Arc::new(Notify::new());
+    let rtnl = match Rtnl::connect() {
+        Ok(r) => r,
+        Err(e) => {
+            t.done(&format!("{e}; the network stays unconfigured"));
+            return Net {
+                events,
+                status: None,
+                changed,
+            };
+        }
+    };
+    let (params, errors) = crate::net::ipcfg::parse_lenient(cmdline);
+    for e in errors {
+        log::error!("{e}; ignoring it");
+    }
+    let settings = manager::Settings {
+        sys_root: "/sys".into(),
+        etc_root: "/etc".into(),
+        ifnames: cmdline.get("net.ifnames") != Some("0"),
+        params,
+        set_kernel_hostname: true,
+    };
+    let (mut manager, mut status) = Manager::new(rtnl, settings);
+    let net = Net {
+        events,
+        status: Some(status.clone()),
+        changed: changed.clone(),
+    };
+    t.done(&manager.start().await);
+    services.spawn("network manager", manager.run(rx));
+    services.spawn("network status", async move {
+        while status.changed().await.is_ok() {
+            changed.notify_one();
+        }
+    });
+    net
+}
+
+/// Hotplug from uevents: modules for new devices, new links to the
+/// network manager. Returns a flag that is true while the listener runs:
+/// it coldplugs new devices as they appear, so the config loop's own
+/// rescan is then not needed.
+pub fn hotplug(
+    services: &mut Services,
+    uevents: Option<UeventSocket>,
+    modules: &Modules,
+    cmdline: &Arc<Cmdline>,
+    net: &Net,
+) -> Arc<AtomicBool> {
+    let live = Arc::new(AtomicBool::new(false));
+    let (Some(socket), Some(_)) = (uevents, &modules.index) else {
+        return live;
+    };
+    let (m, c) = (modules.clone(), cmdline.clone());
+    let plug_fn = Arc::new(move || m.plug(&c));
+    let (tx, flag) = (net.events.clone(), live.clone());
+    live.store(true, Ordering::SeqCst);
+    services.spawn("hotplug", async move {
+        hotplug::run(socket, plug_fn, tx).await;
+        flag.store(false, Ordering::SeqCst);
+    });
+    live
+}
+
+/// Phase "config": load the machine config (retrying until one is valid),
+/// hand it to the network manager and mount `/var`. None with
+/// `keel.config=none`.
+pub async fn config(
+    settings: SourceSettings,
+    modules: Modules,
+    cmdline: Arc<Cmdline>,
+    hotplug_live: Arc<AtomicBool>,
+    net: Net,
+    reaper: Option<Reaper>,
+) -> Option<Loaded> {
+    let t = Phase::start("config");
+    let loaded = config::load::load_until_valid(
+        settings,
+        config::source::Env::default(),
+        move || {
+            // Fallback for a PID 1 without a uevent socket.
+            if !hotplug_live.load(Ordering::SeqCst) {
+                modules.plug(&cmdline);
+            }
+        },
+        || crate::net::has_ipv4_route(Path::new("/proc")),
+        net.changed.clone(),
+    )
+    .await;
+    let Some(l) = loaded else {
+        t.done("no config (keel.config=none)");
+        return None;
+    };
+    t.done(&format!("loaded from {}", l.origin));
+    log::info!("config: {}", l.config.summary());
+    let _ = net.events.send(NetEvent::Config(l.config.clone()));
+    if let Some(reaper) = &reaper {
+        let controlplane = l.config.machine_type() == MachineType::Controlplane;
+        controlplane::mount_var(reaper, controlplane).await;
+    }
+    Some(l)
+}
+
+/// Boot is done: the control plane starts (on its own time: etcd may wait
+/// for its address) and PID 1 says `ready`.
+pub fn ready(
+    services: &mut Services,
+    loaded: Option<Loaded>,
+    net: &Net,
+    reaper: Option<Reaper>,
+    cmdline: &Cmdline,
+    started: Instant,
+) {
+    if let (Some(l), Some(reaper), Some(status)) = (loaded, reaper, net.status.clone()) {
+        services.start_control_plane(move |shutdown| {
+            controlplane::start(l.config, reaper, status, shutdown)
+        });
+    }
+    if cmdline.flag("keel.test.panic") {
+        // Test-only (README, "Kernel parameters"): proves the panic hook
+        // turns a PID 1 panic into a controlled reboot or power-off.
+        panic!("keel.test.panic is set: panicking on purpose");
+    }
+    let rss = rss_kb(Path::new("/proc"))
+        .map(|k| format!("{k} kB"))
+        .unwrap_or_else(|| "unknown".into());
+    log::info!(
+        "ready in {} ms (PID 1 RSS {rss})",
+        started.elapsed().as_millis()
+    );
+}

@@ -1,0 +1,479 @@
+//! The election loop driven by recording fakes of the link and of etcd
+//! (youki's `TestHelperSyscall` pattern), on tokio's paused clock: each
+//! case scripts what etcd and the link do and asserts the sequence of
+//! calls the loop made, and the safety rule behind all of them: the
+//! campaign is never resigned nor the lease revoked while the address is
+//! on a link.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+
+use super::*;
+use crate::vip::ops::{EtcdEvent, EtcdOps, HeldKey, LinkOps, OpError, TermOps};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Grant,
+    /// Keepalive stream opened, observing and campaigning.
+    Start,
+    Keepalive,
+    Confirm,
+    Add,
+    Announce,
+    /// Removing the address; whether the fake let it succeed.
+    Remove(bool),
+    Holders,
+    Resign,
+    Revoke,
+    LastResort,
+}
+use Call::*;
+
+/// Every call with its (paused) time and whether the address was on the
+/// link right then.
+#[derive(Default)]
+struct Record {
+    calls: Vec<(Instant, Call, bool)>,
+    has_address: bool,
+}
+
+type Log = Rc<RefCell<Record>>;
+
+fn record(log: &Log, c: Call) {
+    let mut r = log.borrow_mut();
+    let has = r.has_address;
+    r.calls.push((Instant::now(), c, has));
+}
+
+/// What the fakes do; times are from the start of the case.
+#[derive(Debug, Clone, Copy, Default)]
+struct Script {
+    /// The first term's campaign wins (later terms never do).
+    win: bool,
+    /// Keepalives are acknowledged until then (forever when None).
+    acks_until: Option<Duration>,
+    /// etcd reports another node's key as leader then.
+    other_leader_at: Option<Duration>,
+    /// The keepalive stream ends then.
+    stream_ends_at: Option<Duration>,
+    /// The link loses carrier then.
+    carrier_lost_at: Option<Duration>,
+    /// How many removals fail before one succeeds (u32::MAX: never).
+    remove_failures: u32,
+}
+
+struct FakeLink {
+    log: Log,
+    script: Script,
+    start: Instant,
+    failures_left: RefCell<u32>,
+}
+
+const INDEX: u32 = 7;
+
+impl LinkOps for FakeLink {
+    async fn ready(&self, _link: &str) -> Result<bool, OpError> {
+        Ok(self
+            .script
+            .carrier_lost_at
+            .is_none_or(|t| self.start.elapsed() < t))
+    }
+    async fn add(&self, _link: &str, _ip: IpAddr) -> Result<u32, OpError> {
+        self.log.borrow_mut().has_address = true;
+        record(&self.log, Add);
+        Ok(INDEX)
+    }
+    fn announce(&self, _ip: IpAddr) -> Result<(), OpError> {
+        record(&self.log, Announce);
+        Ok(())
+    }
+    async fn remove(&self, _index: u32, _ip: IpAddr) -> Result<(), OpError> {
+        let mut left = self.failures_left.borrow_mut();
+        let ok = *left == 0;
+        if ok {
+            self.log.borrow_mut().has_address = false;
+        } else if *left != u32::MAX {
+            *left -= 1;
+        }
+        record(&self.log, Remove(ok));
+        if ok {
+            Ok(())
+        } else {
+            Err(OpError("netlink says no".into()))
+        }
+    }
+    async fn holders(&self, _ip: IpAddr) -> Result<Vec<u32>, OpError> {
+        record(&self.log, Holders);
+        let has = self.log.borrow().has_address;
+        Ok(if has { vec![INDEX] } else { Vec::new() })
+    }
+    fn last_resort(&self, _why: &str) {
+        record(&self.log, LastResort);
+    }
+}
+
+struct FakeEtcd {
+    log: Log,
+    script: Script,
+    start: Instant,
+    terms: RefCell<u32>,
+}
+
+struct FakeTerm {
+    log: Log,
+    script: Script,
+    start: Instant,
+    first: bool,
+    events: Option<mpsc::Sender<EtcdEvent>>,
+}
+
+const TTL: Duration = Duration::from_secs(6);
+const OURS: &[u8] = b"keel/vip/10.5.0.100/1";
+
+impl EtcdOps for FakeEtcd {
+    type Term = FakeTerm;
+    async fn term(&self) -> Result<FakeTerm, OpError> {
+        let mut n = self.terms.borrow_mut();
+        *n += 1;
+        Ok(FakeTerm {
+            log: self.log.clone(),
+            script: self.script,
+            start: self.start,
+            first: *n == 1,
+            events: None,
+        })
+    }
+}
+
+impl TermOps for FakeTerm {
+    async fn grant(&mut self, ttl: Duration) -> Result<Duration, OpError> {
+        record(&self.log, Grant);
+        Ok(ttl)
+    }
+    async fn resign_stale(&mut self) {}
+    async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
+        record(&self.log, Start);
+        self.events = Some(events.clone());
+        // The script plays in the first term only; later terms are
+        // healthy followers.
+        let (s, start, first) = (self.script, self.start, self.first);
+        let win = first && s.win;
+        let at = move |t: Duration| sleep((start + t).saturating_duration_since(Instant::now()));
+        tokio::spawn(async move {
+            if win {
+                let key = HeldKey {
+                    key: OURS.to_vec(),
+                    rev: 1,
+                    lease: 1,
+                };
+                let _ = events.send(EtcdEvent::Won(key)).await;
+                let leader = EtcdEvent::Leader {
+                    key: OURS.to_vec(),
+                    value: "node1/node1".into(),
+                };
+                let _ = events.send(leader).await;
+            }
+            let mut script: Vec<(Duration, EtcdEvent)> = Vec::new();
+            if !first {
+                return;
+            }
+            if let Some(t) = s.other_leader_at {
+                let other = EtcdEvent::Leader {
+                    key: b"keel/vip/10.5.0.100/2".to_vec(),
+                    value: "node2/node2".into(),
+                };
+                script.push((t, other));
+            }
+            if let Some(t) = s.stream_ends_at {
+                script.push((t, EtcdEvent::KeepaliveLost));
+            }
+            script.sort_by_key(|(t, _)| *t);
+            for (t, ev) in script {
+                at(t).await;
+                if events.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+    async fn keep_alive(&mut self) -> bool {
+        record(&self.log, Keepalive);
+        let acked = self
+            .script
+            .acks_until
+            .is_none_or(|t| self.start.elapsed() < t);
+        if let (true, Some(tx)) = (acked, &self.events) {
+            let ttl = TTL.as_secs() as i64;
+            let _ = tx.try_send(EtcdEvent::Ack { ttl });
+        }
+        true
+    }
+    async fn confirm(&mut self, _key: &HeldKey) -> bool {
+        record(&self.log, Confirm);
+        true
+    }
+    async fn resign(&mut self, _key: &HeldKey) {
+        record(&self.log, Resign);
+    }
+    async fn revoke(&mut self) {
+        record(&self.log, Revoke);
+    }
+}
+
+/// Runs the loop with `script` for `run_for`, then asks it to stop and
+/// waits until it returns.
+async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
+    let log: Log = Rc::default();
+    let start = Instant::now();
+    let link = FakeLink {
+        log: log.clone(),
+        script,
+        start,
+        failures_left: RefCell::new(script.remove_failures),
+    };
+    let etcd = FakeEtcd {
+        log: log.clone(),
+        script,
+        start,
+        terms: RefCell::new(0),
+    };
+    let p = Params {
+        ip: "10.5.0.100".parse().unwrap(),
+        ttl: TTL,
+        link: "enp0s2".into(),
+        identity: "node1/node1".into(),
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let (_healthy_tx, etcd_healthy) = watch::channel(true);
+    let (state, _) = watch::channel(VipState::WaitingForEtcd);
+    let inputs = Inputs { etcd_healthy, stop };
+    let stopper = async {
+        sleep(run_for).await;
+        let _ = stop_tx.send(true);
+    };
+    let done = tokio::time::timeout(Duration::from_secs(3600), async {
+        tokio::join!(elect(&p, &link, &etcd, inputs, &state), stopper)
+    })
+    .await;
+    assert!(done.is_ok(), "the loop did not stop");
+    let calls = log.borrow().calls.clone();
+    calls
+}
+
+/// The calls with consecutive repeats folded.
+fn folded(calls: &[(Instant, Call, bool)]) -> Vec<Call> {
+    let mut out: Vec<Call> = calls.iter().map(|c| c.1).collect();
+    out.dedup();
+    out
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Fails unless no resign or revoke happened while the address was on.
+fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
+    for (_, c, has) in calls {
+        if matches!(c, Resign | Revoke) {
+            assert!(
+                !has,
+                "{name}: {c:?} while the address is on the link: {calls:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_path_table() {
+    // The first term of every winning case: lease, campaign, win, checked,
+    // address added and announced.
+    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Announce];
+    // A clean release: the address removed and confirmed gone, then
+    // resign and revoke.
+    const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
+    // A follower term cut short by the stop: its lease is revoked.
+    const FOLLOWER: &[Call] = &[Grant, Start, Revoke];
+    let cat = |parts: &[&[Call]]| parts.concat();
+    let cases: Vec<(&str, Script, f64, Vec<Call>)> = vec![
+        (
+            "win, then stop",
+            Script {
+                win: true,
+                ..Script::default()
+            },
+            1.0,
+            cat(&[HOLD, RELEASE]),
+        ),
+        (
+            "win, keepalives go on while held",
+            Script {
+                win: true,
+                ..Script::default()
+            },
+            2.5,
+            cat(&[HOLD, &[Keepalive], RELEASE]),
+        ),
+        (
+            "lose to another holder",
+            Script {
+                win: true,
+                other_leader_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            1.5,
+            cat(&[HOLD, RELEASE, FOLLOWER]),
+        ),
+        (
+            "keepalive stream ends",
+            // A lost term: the next one starts after the pause (1 s).
+            Script {
+                win: true,
+                stream_ends_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            2.5,
+            cat(&[HOLD, RELEASE, FOLLOWER]),
+        ),
+        (
+            // Acks stop: the fence from the start (6 s - 1.2 s margin)
+            // passes at 4.8 s, after the keepalives at 2 s and 4 s; the
+            // next term after the pause.
+            "deadline passes",
+            Script {
+                win: true,
+                acks_until: Some(Duration::ZERO),
+                ..Script::default()
+            },
+            6.5,
+            cat(&[HOLD, &[Keepalive], RELEASE, FOLLOWER]),
+        ),
+        (
+            // Noticed on the next keepalive tick (2 s); no new term while
+            // the link stays down.
+            "link loses carrier",
+            Script {
+                win: true,
+                carrier_lost_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            3.0,
+            cat(&[HOLD, &[Keepalive], RELEASE]),
+        ),
+        (
+            "address removal fails twice, then succeeds",
+            Script {
+                win: true,
+                remove_failures: 2,
+                ..Script::default()
+            },
+            1.0,
+            cat(&[
+                HOLD,
+                &[Remove(false), Holders, Remove(false), Holders],
+                RELEASE,
+            ]),
+        ),
+        (
+            "lost the campaign: a follower's lease is only revoked",
+            Script::default(),
+            1.0,
+            FOLLOWER.to_vec(),
+        ),
+    ];
+    for (name, script, run_for, want) in cases {
+        let calls = run(script, secs(run_for)).await;
+        assert_eq!(folded(&calls), want, "{name}");
+        assert_safe(name, &calls);
+    }
+}
+
+/// An address that never goes: the lease is kept alive (keepalives go on
+/// after the failed removals), the campaign is never resigned nor the
+/// lease revoked, and the node reboots (last resort) before the lease can
+/// expire once it can no longer be kept.
+#[tokio::test(start_paused = true)]
+async fn address_that_never_goes_keeps_the_lease() {
+    struct Case {
+        name: &'static str,
+        script: Script,
+        run_for: f64,
+        last_resort: bool,
+    }
+    let never = u32::MAX;
+    let cases = [
+        Case {
+            name: "carrier lost, etcd fine: retried under a live lease until shutdown",
+            script: Script {
+                win: true,
+                carrier_lost_at: Some(secs(1.0)),
+                remove_failures: never,
+                ..Script::default()
+            },
+            run_for: 20.0,
+            last_resort: false,
+        },
+        Case {
+            name: "carrier lost, then etcd stops acknowledging: last resort within the lease",
+            script: Script {
+                win: true,
+                carrier_lost_at: Some(secs(1.0)),
+                acks_until: Some(secs(7.0)),
+                remove_failures: never,
+                ..Script::default()
+            },
+            run_for: 30.0,
+            last_resort: true,
+        },
+        Case {
+            name: "another holder while the address will not go: last resort at once",
+            script: Script {
+                win: true,
+                other_leader_at: Some(secs(1.0)),
+                remove_failures: never,
+                ..Script::default()
+            },
+            run_for: 5.0,
+            last_resort: true,
+        },
+    ];
+    for c in cases {
+        let calls = run(c.script, secs(c.run_for)).await;
+        let name = c.name;
+        assert_safe(name, &calls);
+        let kinds = folded(&calls);
+        assert!(!kinds.contains(&Resign), "{name}: resigned: {kinds:?}");
+        assert!(!kinds.contains(&Revoke), "{name}: revoked: {kinds:?}");
+        let first_fail = calls
+            .iter()
+            .position(|c| c.1 == Remove(false))
+            .unwrap_or_else(|| panic!("{name}: no removal: {kinds:?}"));
+        let resort = calls.iter().find(|c| c.1 == LastResort);
+        assert_eq!(resort.is_some(), c.last_resort, "{name}: {kinds:?}");
+        match resort {
+            None => {
+                // The lease was kept alive all along.
+                let later = calls[first_fail..].iter().filter(|c| c.1 == Keepalive);
+                assert!(later.count() >= 5, "{name}: keepalives stopped: {kinds:?}");
+            }
+            Some((at, _, _)) => {
+                // Before etcd could let the lease expire: the last
+                // acknowledged keepalive's send time + TTL.
+                let acked_sends = calls.iter().filter(|c| c.1 == Keepalive);
+                let last_acked = acked_sends
+                    .map(|c| c.0)
+                    .rfind(|t| c.script.acks_until.is_none_or(|u| *t - calls[0].0 < u))
+                    .unwrap_or(calls[0].0);
+                assert!(
+                    *at < last_acked + TTL,
+                    "{name}: last resort at {:?}, lease could expire at {:?}",
+                    *at - calls[0].0,
+                    last_acked + TTL - calls[0].0
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! What the election loop does to the world, as two small traits: the
+//! link (add, announce, remove the address) and etcd (lease, campaign,
+//! keepalives, resign). [`super::election`] is written against them only,
+//! so a unit test drives it with recording fakes (election_tests.rs) and
+//! PID 1 with the real ones here: rtnetlink plus a packet socket, and
+//! etcd-client. The shape follows youki's `Syscall` trait with its
+//! recording `TestHelperSyscall`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use super::announce::Announcer;
+use crate::etcd::args::ClientTls;
+use crate::etcd::health;
+use crate::net::rtnl::{host_prefix, Rtnl};
+
+/// A failed operation, as one line for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OpError(pub String);
+
+impl OpError {
+    fn from(e: impl std::fmt::Display) -> OpError {
+        OpError(e.to_string())
+    }
+}
+
+/// The link side of one VIP.
+// Used only inside this crate, with concrete types whose futures are
+// Send (PID 1 spawns the loop); no caller needs a `Send` bound spelled out.
+#[allow(async_fn_in_trait)]
+pub trait LinkOps {
+    /// Whether `link` is up with carrier; an error when it does not exist.
+    async fn ready(&self, link: &str) -> Result<bool, OpError>;
+    /// Adds `ip` as a host address on `link` and gets ready to announce
+    /// it; returns the link's index, which survives a rename.
+    async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError>;
+    /// One announcement: gratuitous ARP in both forms, or an unsolicited
+    /// neighbour advertisement.
+    fn announce(&self, ip: IpAddr) -> Result<(), OpError>;
+    /// Removes `ip` from the link with index `index` (absent: success).
+    async fn remove(&self, index: u32, ip: IpAddr) -> Result<(), OpError>;
+    /// The index of every link that has `ip` now.
+    async fn holders(&self, ip: IpAddr) -> Result<Vec<u32>, OpError>;
+    /// The address cannot be removed and the lease that keeps everyone
+    /// else from taking the VIP is about to go: in PID 1 this panics, and
+    /// the panic hook reboots the node, which takes the address with it.
+    fn last_resort(&self, why: &str);
+}
+
+/// This node's campaign key once it has won, enough to resign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldKey {
+    pub key: Vec<u8>,
+    pub rev: i64,
+    pub lease: i64,
+}
+
+/// What etcd tells the loop, through one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdEvent {
+    /// A keepalive was acknowledged with this TTL (0: the lease is gone).
+    Ack { ttl: i64 },
+    /// The keepalive stream ended or failed.
+    KeepaliveLost,
+    /// The campaign returned: this node leads.
+    Won(HeldKey),
+    /// The campaign failed.
+    CampaignFailed(String),
+    /// The election's leader now: its key and campaign value.
+    Leader { key: Vec<u8>, value: String },
+    /// The observe stream ended or failed.
+    ObserveLost,
+}
+
+/// One term's session with etcd: a lease, its keepalives and a campaign.
+// Used only inside this crate, with concrete types whose futures are
+// Send (PID 1 spawns the loop); no caller needs a `Send` bound spelled out.
+#[allow(async_fn_in_trait)]
+pub trait TermOps {
+    /// Grants the lease; returns the TTL etcd granted.
+    async fn grant(&mut self, ttl: Duration) -> Result<Duration, OpError>;
+    /// Resigns campaigns this node left on earlier leases (a previous boot,
+    /// a killed process) under the same value, so nobody waits for them.
+    async fn resign_stale(&mut self);
+    /// Opens the keepalive stream (its first keepalive acknowledged), then
+    /// starts observing and campaigning; from here on everything etcd says
+    /// comes on `events`.
+    async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError>;
+    /// Sends one keepalive; false when it could not be sent.
+    async fn keep_alive(&mut self) -> bool;
+    /// Whether `key` is the election's leader now (etcd's `Leader`).
+    async fn confirm(&mut self, key: &HeldKey) -> bool;
+    /// Resigns `key` (best effort, bounded).
+    async fn resign(&mut self, key: &HeldKey);
+    /// Revokes the lease (best effort, bounded).
+    async fn revoke(&mut self);
+}
+
+/// Opens a [`TermOps`] session per term.
+// Used only inside this crate, with concrete types whose futures are
+// Send (PID 1 spawns the loop); no caller needs a `Send` bound spelled out.
+#[allow(async_fn_in_trait)]
+pub trait EtcdOps {
+    type Term: TermOps;
+    async fn term(&self) -> Result<Self::Term, OpError>;
+}
+
+/// Resign and revoke are best effort on this deadline: the address is
+/// already gone, and a lease not revoked expires by itself.
+pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The real link side: rtnetlink for the address, a packet socket for the
+/// announcements.
+pub struct RtnlLink {
+    rtnl: Rtnl,
+    announcer: std::sync::Mutex<Option<Announcer>>,
+}
+
+impl RtnlLink {
+    pub fn new(rtnl: Rtnl) -> RtnlLink {
+        RtnlLink {
+            rtnl,
+            announcer: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl LinkOps for RtnlLink {
+    async fn ready(&self, link: &str) -> Result<bool, OpError> {
+        match self.rtnl.link(link).await {
+            Ok(Some(l)) => Ok(l.up && l.carrier),
+            Ok(None) => Err(OpError(format!("link {link} does not exist"))),
+            Err(e) => Err(OpError::from(e)),
+        }
+    }
+
+    async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError> {
+        let l = self
+            .rtnl
+            .link(link)
+            .await
+            .map_err(OpError::from)?
+            .ok_or_else(|| OpError(format!("link {link} does not exist")))?;
+        let mac = l
+            .mac
+            .ok_or_else(|| OpError(format!("link {link} has no MAC address")))?;
+        self.rtnl
+            .add_host_address(&l, ip)
+            .await
+            .map_err(OpError::from)?;
+        let announcer = Announcer::open(&l.name, l.index, mac).map_err(OpError::from)?;
+        *crate::lock(&self.announcer) = Some(announcer);
+        Ok(l.index)
+    }
+
+    fn announce(&self, ip: IpAddr) -> Result<(), OpError> {
+        match &*crate::lock(&self.announcer) {
+            Some(a) => a.announce(ip).map_err(OpError::from),
+            None => Err(OpError("no announcing socket".into())),
+        }
+    }
+
+    async fn remove(&self, index: u32, ip: IpAddr) -> Result<(), OpError> {
+        crate::lock(&self.announcer).take();
+        self.rtnl
+            .del_address_at(index, &format!("#{index}"), ip, host_prefix(ip))
+            .await
+            .map_err(OpError::from)
+    }
+
+    async fn holders(&self, ip: IpAddr) -> Result<Vec<u32>, OpError> {
+        self.rtnl
+            .links_with_address(ip)
+            .await
+            .map_err(OpError::from)
+    }
+
+    fn last_resort(&self, why: &str) {
+        // PID 1's panic hook (boot/panic.rs) logs this and reboots: the
+        // reboot takes the address off the wire.
+        panic!("{why}");
+    }
+}
+
+/// The real etcd side: the local member's client URL.
+pub struct EtcdClient {
+    pub endpoint: String,
+    pub tls: Option<ClientTls>,
+    pub ttl: Duration,
+    /// The election (key prefix) and this node's campaign value.
+    pub name: String,
+    pub identity: String,
+}
+
+impl EtcdOps for EtcdClient {
+    type Term = EtcdTerm;
+
+    async fn term(&self) -> Result<EtcdTerm, OpError> {
+        // No per-request timeout on this client: Campaign blocks until this
+        // node wins. Calls that must not block get their own deadlines.
+        let opts = health::options(self.tls.as_ref(), self.ttl, false);
+        let client = health::connect_with(&self.endpoint, opts, self.ttl)
+            .await
+            .map_err(OpError::from)?;
+        Ok(EtcdTerm {
+            client,
+            name: self.name.clone(),
+            identity: self.identity.clone(),
+            ttl: self.ttl,
+            lease: 0,
+            keeper: None,
+            tasks: Vec::new(),
+        })
+    }
+}
+
+/// One term on etcd-client.
+pub struct EtcdTerm {
+    client: Client,
+    name: String,
+    identity: String,
+    ttl: Duration,
+    lease: i64,
+    keeper: Option<etcd_client::LeaseKeeper>,
+    /// The keepalive reader, the observer and the campaign: dropped with
+    /// the term.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for EtcdTerm {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn within<T>(
+    what: &str,
+    d: Duration,
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, OpError> {
+    match timeout(d, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(OpError(format!("etcd {what}: {e}"))),
+        Err(_) => Err(OpError(format!("etcd {what}: timed out"))),
+    }
+}
+
+impl EtcdTerm {
+    fn leader_key(&self, k: &HeldKey) -> LeaderKey {
+        LeaderKey::new()
+            .with_name(self.name.as_str())
+            .with_key(k.key.as_slice())
+            .with_rev(k.rev)
+            .with_lease(k.lease)
+    }
+}
+
+impl TermOps for EtcdTerm {
+    async fn grant(&mut self, ttl: Duration) -> Result<Duration, OpError> {
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let grant = within("lease grant", self.ttl, self.client.lease_grant(secs, None)).await?;
+        self.lease = grant.id();
+        // At least 1 s: the keepalive interval is derived from it, and a
+        // zero period would panic tokio's interval (PID 1 must not panic).
+        Ok(Duration::from_secs(grant.ttl().max(1).unsigned_abs()))
+    }
+
+    async fn resign_stale(&mut self) {
+        let prefix = format!("{}/", self.name);
+        let opts = GetOptions::new().with_prefix();
+        let Ok(resp) = within("get", RESIGN_TIMEOUT, self.client.get(prefix, Some(opts))).await
+        else {
+            return;
+        };
+        for kv in resp.kvs() {
+            if kv.value() != self.identity.as_bytes() || kv.lease() == self.lease {
+                continue;
+            }
+            let key = HeldKey {
+                key: kv.key().to_vec(),
+                rev: kv.create_revision(),
+                lease: kv.lease(),
+            };
+            let opts = ResignOptions::new().with_leader(self.leader_key(&key));
+            let resigned = within("resign", RESIGN_TIMEOUT, self.client.resign(Some(opts))).await;
+            let _ = within(
+                "revoke",
+                RESIGN_TIMEOUT,
+                self.client.lease_revoke(kv.lease()),
+            )
+            .await;
+            log::info!(
+                "vip {}: resigned a stale campaign of this node (lease {:x}){}",
+                self.name,
+                kv.lease(),
+                if resigned.is_ok() {
+                    ""
+                } else {
+                    " (resign failed; lease revoked)"
+                }
+            );
+        }
+    }
+
+    async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
+        // etcd-client sends the first keepalive itself and waits for its
+        // answer (a lease etcd no longer knows is an error).
+        let (keeper, mut acks) = within(
+            "lease keepalive",
+            self.ttl,
+            self.client.lease_keep_alive(self.lease),
+        )
+        .await?;
+        self.keeper = Some(keeper);
+        let tx = events.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                let ev = match acks.message().await {
+                    Ok(Some(r)) => EtcdEvent::Ack { ttl: r.ttl() },
+                    Ok(None) | Err(_) => EtcdEvent::KeepaliveLost,
+                };
+                let lost = ev == EtcdEvent::KeepaliveLost;
+                if tx.send(ev).await.is_err() || lost {
+                    return;
+                }
+            }
+        }));
+        // Observe in a task of its own: the call itself returns only with
+        // the first leader (gRPC response headers come with the first
+        // message), and there may be none until this node's campaign wins.
+        let (mut election, name, tx) = (
+            self.client.election_client(),
+            self.name.clone(),
+            events.clone(),
+        );
+        self.tasks.push(tokio::spawn(async move {
+            if let Ok(mut stream) = election.observe(name).await {
+                while let Ok(Some(mut r)) = stream.message().await {
+                    if let Some(kv) = r.take_kv() {
+                        let value = String::from_utf8_lossy(kv.value()).into_owned();
+                        let ev = EtcdEvent::Leader {
+                            key: kv.key().to_vec(),
+                            value,
+                        };
+                        if tx.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(EtcdEvent::ObserveLost).await;
+        }));
+        let (mut election, name, value, lease) = (
+            self.client.election_client(),
+            self.name.clone(),
+            self.identity.clone(),
+            self.lease,
+        );
+        self.tasks.push(tokio::spawn(async move {
+            let ev = match election.campaign(name, value, lease).await {
+                Ok(mut won) => match won.take_leader() {
+                    Some(k) => EtcdEvent::Won(HeldKey {
+                        key: k.key().to_vec(),
+                        rev: k.rev(),
+                        lease: k.lease(),
+                    }),
+                    None => EtcdEvent::CampaignFailed("campaign returned no key".into()),
+                },
+                Err(e) => EtcdEvent::CampaignFailed(format!("etcd campaign: {e}")),
+            };
+            let _ = events.send(ev).await;
+        }));
+        Ok(())
+    }
+
+    async fn keep_alive(&mut self) -> bool {
+        match &mut self.keeper {
+            Some(k) => k.keep_alive().await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn confirm(&mut self, key: &HeldKey) -> bool {
+        let name = self.name.clone();
+        match within("leader", RESIGN_TIMEOUT, self.client.leader(name)).await {
+            Ok(r) => r.kv().is_some_and(|kv| kv.key() == key.key.as_slice()),
+            Err(_) => false,
+        }
+    }
+
+    async fn resign(&mut self, key: &HeldKey) {
+        let opts = ResignOptions::new().with_leader(self.leader_key(key));
+        let _ = within("resign", RESIGN_TIMEOUT, self.client.resign(Some(opts))).await;
+    }
+
+    async fn revoke(&mut self) {
+        let _ = within(
+            "revoke",
+            RESIGN_TIMEOUT,
+            self.client.lease_revoke(self.lease),
+        )
+        .await;
+    }
+}
