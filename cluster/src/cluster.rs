@@ -1,13 +1,16 @@
 //! The running nodes: one QEMU each on a shared switch, and what an operator
-//! can do to them.
+//! (or a test) can do to them. This is the workspace's one multi-node QEMU
+//! harness: `make run`, `make bench-run` and the end-to-end tests
+//! (keel-tests' `cluster`) all boot their nodes here.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use base64::Engine;
 use keel_qemu::{Accel, Drive, Nic, Vm, VmConfig};
-use keel_switch::{MacAddr, Switch};
+use keel_switch::{MacAddr, Switch, WhoHas};
 
 use crate::nodes::{config_disk, render, Topology};
 use crate::status::NodeStatus;
@@ -33,6 +36,30 @@ impl Image {
     }
 }
 
+/// How a node gets its machine config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeConfig {
+    /// On a `KEEL-CONFIG` vfat disk, as `make run` gives it.
+    Disk(String),
+    /// On the kernel command line (`keel.config.inline=`).
+    Inline(String),
+}
+
+/// What one node has besides its place in the topology (name, MAC,
+/// switch port).
+#[derive(Debug, Clone, Default)]
+pub struct NodeSetup {
+    /// None: no config (the floor, or a node left to find its own).
+    pub config: Option<NodeConfig>,
+    /// NICs after the switch NIC (e.g. user networking with a host
+    /// forward).
+    pub extra_nics: Vec<Nic>,
+    /// Disks after the config disk.
+    pub drives: Vec<Drive>,
+    /// Kernel parameters for this node only.
+    pub append: String,
+}
+
 /// How the cluster is started.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -43,14 +70,33 @@ pub struct Options {
     /// Run directory: console logs, QMP sockets, config disks, the switch.
     pub dir: PathBuf,
     pub topology: Topology,
-    /// The machine config template (`examples/cluster.yaml.tmpl`; unused
-    /// by the floor).
-    pub template: String,
+    /// Node `n`'s at index `n - 1`; nodes past its end get the default.
+    pub setups: Vec<NodeSetup>,
     pub accel: Accel,
-    /// Per VM; etcd needs ~160 MB of tmpfs for its WAL (QEMU-NOTES).
+    /// Per VM; etcd needs ~160 MB of tmpfs for its WAL
+    /// (docs/ARCHITECTURE.md, "Facts measured under QEMU").
     pub memory_mib: u32,
-    /// Extra kernel parameters.
+    /// Extra kernel parameters for every node.
     pub append: String,
+}
+
+impl Options {
+    /// Every node's config rendered from `template` onto a `KEEL-CONFIG`
+    /// disk (`make run`); an unknown template field is an error naming it.
+    pub fn with_template(mut self, template: &str) -> anyhow::Result<Options> {
+        self.setups = self
+            .topology
+            .nodes
+            .iter()
+            .map(|node| {
+                Ok(NodeSetup {
+                    config: Some(NodeConfig::Disk(render(template, &self.topology, node)?)),
+                    ..NodeSetup::default()
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(self)
+    }
 }
 
 /// The kernel command line of every node.
@@ -64,15 +110,18 @@ pub struct Cluster {
     pub switch: Switch,
     /// Node `n` at index `n - 1`; None once it has been stopped.
     vms: Vec<Option<Vm>>,
-    disks: Vec<PathBuf>,
+    /// How many times node `n` has been booted.
+    boots: Vec<usize>,
+    /// Console logs of earlier boots, `("nodeN boot K", text)`, for
+    /// failure messages.
+    pub earlier: Vec<(String, String)>,
     /// What `Accel::Auto` resolved to, and why.
     pub accel: Accel,
     pub accel_note: Option<String>,
 }
 
 impl Cluster {
-    /// Renders every node's config disk, starts the switch and boots every
-    /// node.
+    /// Starts the switch and boots every node.
     pub fn start(opts: Options) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(&opts.dir)
             .with_context(|| format!("create {}", opts.dir.display()))?;
@@ -86,30 +135,19 @@ impl Cluster {
                 bail!("{} is missing: run `{make}` first", f.display());
             }
         }
-        // The floor takes everything from kernel parameters: no disks.
-        let mut disks = Vec::new();
-        if opts.image == Image::Keel {
-            for node in &opts.topology.nodes {
-                let yaml = render(&opts.template, &opts.topology, node)?;
-                disks.push(config_disk(
-                    &opts.dir,
-                    &format!("{}.config.img", node.hostname),
-                    &yaml,
-                )?);
-            }
-        }
         let resolved = keel_qemu::accel::resolve(opts.accel, Some(&kernel));
-        let switch = Switch::start(opts.dir.join("l2"), opts.topology.nodes.len())
-            .context("start the switch")?;
+        let count = opts.topology.nodes.len();
+        let switch = Switch::start(opts.dir.join("l2"), count).context("start the switch")?;
         let mut c = Cluster {
-            vms: (0..opts.topology.nodes.len()).map(|_| None).collect(),
+            vms: (0..count).map(|_| None).collect(),
+            boots: vec![0; count],
+            earlier: Vec::new(),
             opts,
             switch,
-            disks,
             accel: resolved.accel,
             accel_note: resolved.note,
         };
-        for n in 1..=c.vms.len() {
+        for n in 1..=count {
             c.boot(n)?;
         }
         Ok(c)
@@ -135,21 +173,63 @@ impl Cluster {
         &self.opts.topology.nodes[n - 1].mac
     }
 
-    /// Boots node `n` (a new QEMU; its console log starts over).
+    /// Node `n`'s setup.
+    pub fn setup(&self, n: usize) -> NodeSetup {
+        self.opts.setups.get(n - 1).cloned().unwrap_or_default()
+    }
+
+    /// Changes node `n`'s setup for its next boot.
+    pub fn set_setup(&mut self, n: usize, setup: NodeSetup) -> anyhow::Result<()> {
+        self.check(n)?;
+        if self.opts.setups.len() < n {
+            self.opts.setups.resize(n, NodeSetup::default());
+        }
+        self.opts.setups[n - 1] = setup;
+        Ok(())
+    }
+
+    /// How many times node `n` has been booted (1 after the first).
+    pub fn boot_count(&self, n: usize) -> usize {
+        self.boots[n - 1]
+    }
+
+    /// Boots node `n` (a new QEMU; its console log starts over, the old
+    /// one is kept in [`Cluster::earlier`]).
     pub fn boot(&mut self, n: usize) -> anyhow::Result<()> {
         self.check(n)?;
-        let mut append = format!("{APPEND} {}", self.opts.append);
+        let node = &self.opts.topology.nodes[n - 1];
+        let setup = self.setup(n);
+        if let Some(old) = self.vms[n - 1].take() {
+            let _ = old.kill();
+            let name = format!("node{n} boot {}", self.boots[n - 1]);
+            self.earlier.push((name, old.serial_log()));
+        }
+        let mut append = format!("{APPEND} {} {}", self.opts.append, setup.append);
+        let mut drives = Vec::new();
+        match &setup.config {
+            Some(NodeConfig::Disk(yaml)) => {
+                let disk = config_disk(
+                    &self.opts.dir,
+                    &format!("{}.config.img", node.hostname),
+                    yaml,
+                )?;
+                drives.push(Drive::new(disk).with_serial("keel-config"));
+            }
+            Some(NodeConfig::Inline(yaml)) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
+                append += &format!(" keel.config.inline={b64}");
+            }
+            None => {}
+        }
+        drives.extend(setup.drives);
         if self.opts.image == Image::Floor {
             append += " ";
-            append += &self
-                .opts
-                .topology
-                .floor_params(&self.opts.topology.nodes[n - 1]);
+            append += &self.opts.topology.floor_params(node);
         }
         let mut cfg = VmConfig::boot(
             self.opts.build.join("vmlinux"),
             self.opts.build.join(self.opts.image.initrd()),
-            append.trim_end(),
+            append.split_whitespace().collect::<Vec<_>>().join(" "),
             self.console_path(n),
         );
         cfg.accel = self.accel;
@@ -161,15 +241,20 @@ impl Cluster {
             self.switch.port_path(n - 1),
         )
         .with_mac(self.mac(n))];
-        if let Some(disk) = self.disks.get(n - 1) {
-            cfg.drives = vec![Drive::new(disk).with_serial("keel-config")];
-        }
+        cfg.nics.extend(setup.extra_nics);
+        cfg.drives = drives;
         // A guest reboot ends QEMU, so `restart` is always a fresh boot and
         // a node that reboots by itself shows as off.
         cfg.no_reboot = true;
         let vm = cfg.spawn().with_context(|| format!("boot node{n}"))?;
         self.vms[n - 1] = Some(vm);
+        self.boots[n - 1] += 1;
         Ok(())
+    }
+
+    /// Node `n`'s QEMU of its current boot, running or not.
+    pub fn node_vm(&self, n: usize) -> Option<&Vm> {
+        self.vms.get(n.wrapping_sub(1))?.as_ref()
     }
 
     fn check(&self, n: usize) -> anyhow::Result<()> {
@@ -244,18 +329,9 @@ impl Cluster {
         self.boot(n)
     }
 
-    /// The MACs answering an ARP probe for `ip` within `wait`, sorted
-    /// (the switch's own probe, [`Switch::who_has`]).
+    /// The MACs answering an ARP probe for `ip` within `wait`, sorted.
     pub fn who_has(&self, ip: Ipv4Addr, wait: Duration) -> Vec<MacAddr> {
-        let mut macs: Vec<MacAddr> = self
-            .switch
-            .who_has(ip, wait)
-            .into_iter()
-            .map(|(mac, _)| mac)
-            .collect();
-        macs.sort();
-        macs.dedup();
-        macs
+        WhoHas::new(ip, wait).macs(&self.switch)
     }
 
     /// The node with MAC `mac`.

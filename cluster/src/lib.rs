@@ -8,12 +8,13 @@
 //! - [`status`]: what a node's console says about it (boot phase, links,
 //!   etcd, VIP role).
 //! - [`cluster`]: the running nodes and the actions on them (power off,
-//!   kill, link down/up, restart).
+//!   kill, link down/up, restart); the one multi-node QEMU harness of the
+//!   workspace (the end-to-end tests build on it too).
 
 pub mod cluster;
 pub mod nodes;
 pub mod status;
 
-pub use cluster::{Cluster, Image, Options};
+pub use cluster::{Cluster, Image, NodeConfig, NodeSetup, Options};
 pub use nodes::{config_disk, render, NodeSpec, Topology};
 pub use status::NodeStatus;

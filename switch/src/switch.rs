@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use crate::control;
 use crate::egress::Egress;
 use crate::error::SwitchError;
-use crate::frame::{arp_probe, ArpOp, Frame, MacAddr, ETHERNET_HEADER_LEN};
+use crate::frame::{Frame, MacAddr, ETHERNET_HEADER_LEN};
+use crate::probe::{Segment, WhoHas};
 use crate::sys;
 
 /// The largest frame the switch carries: QEMU's own receive buffer
@@ -333,9 +334,7 @@ impl Switch {
 
     /// Frames recorded at or after `since`.
     pub fn frames_since(&self, since: Instant) -> Vec<Frame> {
-        let state = self.inner.lock();
-        let start = state.history.partition_point(|f| f.at < since);
-        state.history.range(start..).cloned().collect()
+        self.inner.frames_since(since)
     }
 
     /// Empties the history.
@@ -478,28 +477,13 @@ impl Inner {
     }
 
     pub(crate) fn who_has(&self, ip: Ipv4Addr, timeout: Duration) -> Vec<Frame> {
-        let rx = self.subscribe();
-        let probe = arp_probe(ip, HOST_MAC, Ipv4Addr::UNSPECIFIED);
-        if self.inject(&probe).is_err() {
-            return Vec::new();
-        }
-        let deadline = deadline_after(timeout);
-        let host = self.ports();
-        let mut replies = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(f) => {
-                    let is_reply = f.port != host
-                        && f.arp()
-                            .is_some_and(|a| a.op == ArpOp::Reply && a.sender_ip == ip);
-                    if is_reply {
-                        replies.push(f);
-                    }
-                }
-                Err(_) => return replies,
-            }
-        }
+        WhoHas::new(ip, timeout).ask(self)
+    }
+
+    pub(crate) fn frames_since(&self, since: Instant) -> Vec<Frame> {
+        let state = self.lock();
+        let start = state.history.partition_point(|f| f.at < since);
+        state.history.range(start..).cloned().collect()
     }
 
     pub(crate) fn mac_table(&self) -> Vec<(MacAddr, usize)> {
@@ -755,5 +739,14 @@ pub(crate) fn remove_stale(path: &Path, alive: fn(&Path) -> bool) -> Result<(), 
             source: e,
         }),
         _ => Ok(()),
+    }
+}
+
+impl Segment for Inner {
+    fn send_frame(&self, frame: &[u8]) -> Result<(), String> {
+        self.inject(frame).map_err(|e| e.to_string())
+    }
+    fn frames_since(&self, since: Instant) -> Vec<Frame> {
+        Inner::frames_since(self, since)
     }
 }

@@ -1,7 +1,9 @@
 //! Three control-plane nodes under QEMU on one L2 segment (a
 //! `keel-switch`): static addresses 10.5.0.11-13, a static etcd initial
 //! cluster, optional VIPs, each node's config given inline. Shared by the
-//! etcd and VIP end-to-end tests.
+//! etcd and VIP end-to-end tests; the nodes themselves are booted by
+//! [`keel_cluster::Cluster`] (the harness of `make run`), and this module
+//! adds the test's configs, the host's way in and failure reports.
 //!
 //! # Reading and writing keys from the host
 //!
@@ -20,17 +22,18 @@
 //! cluster answers: nothing in the path is simulated.
 
 use std::net::Ipv4Addr;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use keel_qemu::{Drive, Nic, Vm};
-use keel_switch::{arp_probe, Frame, MacAddr, Switch, HOST_MAC};
+use keel_cluster::{Image, NodeConfig, NodeSetup, Options, Topology};
+use keel_qemu::{Accel, Drive, Nic, Vm};
+use keel_switch::{Frame, MacAddr};
 use tempfile::TempDir;
 
 use crate::etcd::Etcd;
-use crate::{boot_vm_with, free_local_port, BOOT_TIMEOUT};
+use crate::{build_dir, free_local_port, BOOT_TIMEOUT};
 
 /// etcd across three TCG VMs: healthy ~9 s after QEMU start when the
 /// machine is idle (QEMU-NOTES); generous for a loaded one.
@@ -99,47 +102,6 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 100);
 pub const VIP_VLAN: u16 = 7;
 pub const VLAN_VIP: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 100);
 
-/// The MACs answering an ARP probe for `ip` (on VLAN `vlan` when given),
-/// asking up to `tries` times 500 ms apart until someone answers: a guest
-/// that just configured the address may miss the first probe.
-pub fn who_has(switch: &Switch, ip: Ipv4Addr, vlan: Option<u16>, tries: u32) -> Vec<MacAddr> {
-    let probe = probe_frame(ip, vlan);
-    for _ in 0..tries {
-        let since = Instant::now();
-        switch.inject(&probe).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        let mut macs = replies(&switch.frames_since(since), ip, vlan);
-        if !macs.is_empty() {
-            macs.sort();
-            macs.dedup();
-            return macs;
-        }
-    }
-    Vec::new()
-}
-
-/// An ARP probe for `ip` from the switch's host port, tagged with `vlan`.
-pub fn probe_frame(ip: Ipv4Addr, vlan: Option<u16>) -> Vec<u8> {
-    let mut probe = arp_probe(ip, HOST_MAC, Ipv4Addr::UNSPECIFIED);
-    if let Some(vid) = vlan {
-        // 802.1Q tag between the source MAC and the EtherType.
-        let tag = [0x81, 0x00, (vid >> 8) as u8, vid as u8];
-        probe.splice(12..12, tag);
-    }
-    probe
-}
-
-/// The sender MACs of ARP replies for `ip` (on `vlan`) among `frames`.
-pub fn replies(frames: &[Frame], ip: Ipv4Addr, vlan: Option<u16>) -> Vec<MacAddr> {
-    frames
-        .iter()
-        .filter(|f| f.ethernet().is_some_and(|e| e.vlan == vlan))
-        .filter_map(|f| f.arp())
-        .filter(|a| a.is_reply() && a.sender_ip == ip && !a.is_gratuitous())
-        .map(|a| a.sender_mac)
-        .collect()
-}
-
 /// The first gratuitous ARP for `ip` among `frames` from a MAC other
 /// than `not`: (when, who).
 pub fn first_garp(
@@ -158,9 +120,15 @@ pub fn node_ip(n: usize) -> String {
     format!("10.5.0.1{n}")
 }
 
+/// The nodes' names, MACs and addresses (`make run`'s scheme around the
+/// VIP: node`n` at 10.5.0.1`n`).
+pub fn topology() -> Topology {
+    Topology::new(3, VIP).expect("three nodes around 10.5.0.100")
+}
+
 /// The MAC of node `n`'s NIC on the switch.
 pub fn l2_mac(n: usize) -> String {
-    format!("52:54:00:00:05:1{n}")
+    topology().nodes[n - 1].mac.clone()
 }
 
 /// The MAC of node `n`'s user-networking NIC (the host's way in).
@@ -220,27 +188,53 @@ machine:
     yaml
 }
 
-/// One boot of one node.
-pub struct Node {
-    pub spec: Spec,
+/// What the test knows of node `n`'s current boot.
+pub struct Node<'a> {
+    pub spec: &'a Spec,
     /// Which boot of this node (1 = the first).
     pub boot: usize,
     /// The host port forwarded to this boot's etcd client port.
     pub host_port: Option<u16>,
-    /// Before the temp dir holding its console log, so it stops first.
-    pub vm: Vm,
+    pub vm: &'a Vm,
+}
+
+/// Three nodes on their own switch, each test its own. Derefs to the
+/// [`keel_cluster::Cluster`] underneath (`c.switch`, power actions).
+pub struct Cluster {
+    /// Dropped first: every QEMU is killed before the temp dir goes.
+    inner: keel_cluster::Cluster,
+    specs: Vec<Spec>,
+    host_ports: Vec<Option<u16>>,
     _dir: TempDir,
 }
 
-/// Three nodes on their own switch, each test its own.
-pub struct Cluster {
-    /// Node `n` at index `n - 1`. Dropped first: every QEMU is killed
-    /// before the switch and the temp dir go.
-    pub nodes: Vec<Node>,
-    /// Console logs of earlier boots, for failure messages.
-    pub earlier: Vec<(String, String)>,
-    pub switch: Switch,
-    _dir: TempDir,
+impl Deref for Cluster {
+    type Target = keel_cluster::Cluster;
+    fn deref(&self) -> &keel_cluster::Cluster {
+        &self.inner
+    }
+}
+
+/// Node `n`'s devices and inline config for `spec`, with its etcd client
+/// port forwarded from `host_port`.
+fn setup(n: usize, spec: &Spec, host_port: Option<u16>) -> NodeSetup {
+    let host_nic = host_port.map(|port| {
+        Nic::new(format!(
+            "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{}:2379",
+            node_ip(n)
+        ))
+        .with_mac(host_mac(n))
+    });
+    NodeSetup {
+        config: Some(NodeConfig::Inline(node_config(n, spec))),
+        extra_nics: host_nic.into_iter().collect(),
+        drives: spec
+            .disk
+            .iter()
+            .map(|d| Drive::new(d).with_serial("keel-var"))
+            .collect(),
+        append: String::new(),
+    }
 }
 
 impl Cluster {
@@ -248,17 +242,32 @@ impl Cluster {
     /// healthy.
     pub fn start(specs: [Spec; 3]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let switch = Switch::start(dir.path().join("l2"), 3).unwrap();
-        let mut c = Cluster {
-            nodes: Vec::new(),
-            earlier: Vec::new(),
-            switch,
+        let host_ports: Vec<Option<u16>> = specs
+            .iter()
+            .map(|s| s.host_api.then(free_local_port))
+            .collect();
+        let setups = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| setup(i + 1, s, host_ports[i]))
+            .collect();
+        let opts = Options {
+            image: Image::Keel,
+            build: build_dir(),
+            dir: dir.path().to_owned(),
+            topology: topology(),
+            setups,
+            accel: Accel::default(),
+            memory_mib: 384,
+            append: String::new(),
+        };
+        let inner = keel_cluster::Cluster::start(opts).unwrap_or_else(|e| panic!("{e:#}"));
+        let c = Cluster {
+            inner,
+            specs: specs.to_vec(),
+            host_ports,
             _dir: dir,
         };
-        for (i, spec) in specs.into_iter().enumerate() {
-            let node = c.boot(i + 1, spec, 1);
-            c.nodes.push(node);
-        }
         for n in 1..=3 {
             c.wait(n, 0, "keel: ready in", BOOT_TIMEOUT);
         }
@@ -268,40 +277,16 @@ impl Cluster {
         c
     }
 
-    pub fn boot(&self, n: usize, spec: Spec, boot: usize) -> Node {
-        let host_port = spec.host_api.then(free_local_port);
-        let inline = base64::engine::general_purpose::STANDARD.encode(node_config(n, &spec));
-        let (dir, vm) = boot_vm_with(&format!("keel.config.inline={inline}"), |c| {
-            c.nics = vec![Nic::dgram_unix(
-                "n0",
-                self.switch.vm_path(n - 1),
-                self.switch.port_path(n - 1),
-            )
-            .with_mac(l2_mac(n))];
-            if let Some(port) = host_port {
-                c.nics.push(
-                    Nic::new(format!(
-                        "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{}:2379",
-                        node_ip(n)
-                    ))
-                    .with_mac(host_mac(n)),
-                );
-            }
-            if let Some(disk) = &spec.disk {
-                c.drives.push(Drive::new(disk).with_serial("keel-var"));
-            }
-        });
+    pub fn node(&self, n: usize) -> Node<'_> {
         Node {
-            spec,
-            boot,
-            host_port,
-            vm,
-            _dir: dir,
+            spec: &self.specs[n - 1],
+            boot: self.inner.boot_count(n),
+            host_port: self.host_ports[n - 1],
+            vm: self
+                .inner
+                .node_vm(n)
+                .unwrap_or_else(|| self.fail(&format!("node{n} was never booted"))),
         }
-    }
-
-    pub fn node(&self, n: usize) -> &Node {
-        &self.nodes[n - 1]
     }
 
     /// The console log of node `n`'s current boot.
@@ -356,13 +341,10 @@ impl Cluster {
     /// Presses node `n`'s power button (QMP `system_powerdown`) and waits
     /// for Keel's shutdown to finish and QEMU to exit.
     pub fn power_off(&self, n: usize) {
-        let vm = &self.node(n).vm;
+        let vm = self.node(n).vm;
         let from = vm.serial_offset();
-        let pressed = vm
-            .qmp(Duration::from_secs(10))
-            .and_then(|mut q| q.system_powerdown().map_err(Into::into));
-        if let Err(e) = pressed {
-            self.fail(&format!("node{n}: system_powerdown: {e}"));
+        if let Err(e) = self.inner.power_off(n) {
+            self.fail(&format!("node{n}: system_powerdown: {e:#}"));
         }
         self.wait(n, from, "shutdown complete in", SHUTDOWN_TIMEOUT);
         match vm.wait_exit(SHUTDOWN_TIMEOUT) {
@@ -378,30 +360,32 @@ impl Cluster {
 
     /// Boots node `n` again after [`Cluster::power_off`]: the same config,
     /// disk, MAC and switch port, a new QEMU (the test boots use
-    /// `-no-reboot`), and waits for `keel: ready`.
+    /// `-no-reboot`) and a new host port, and waits for `keel: ready`.
     pub fn boot_again(&mut self, n: usize) {
-        let (spec, boot) = {
-            let old = self.node(n);
-            (old.spec.clone(), old.boot + 1)
-        };
-        let old_log = self.log(n);
-        self.earlier
-            .push((format!("node{n} boot {}", boot - 1), old_log));
-        let node = self.boot(n, spec, boot);
-        self.nodes[n - 1] = node;
+        let spec = self.specs[n - 1].clone();
+        let port = spec.host_api.then(free_local_port);
+        self.host_ports[n - 1] = port;
+        let booted = self
+            .inner
+            .set_setup(n, setup(n, &spec, port))
+            .and_then(|()| self.inner.boot(n));
+        if let Err(e) = booted {
+            self.fail(&format!("node{n}: boot again: {e:#}"));
+        }
         self.wait(n, 0, "keel: ready in", BOOT_TIMEOUT);
     }
 
     /// Every boot's `keel` console lines, for a failure message.
     pub fn keel_lines(&self) -> String {
         let mut out = String::new();
-        let current = self.nodes.iter().enumerate().map(|(i, node)| {
-            (
-                format!("node{} boot {}", i + 1, node.boot),
-                node.vm.serial_log(),
-            )
+        let current = (1..=3).filter_map(|n| {
+            let vm = self.inner.node_vm(n)?;
+            Some((
+                format!("node{n} boot {}", self.inner.boot_count(n)),
+                vm.serial_log(),
+            ))
         });
-        for (name, log) in self.earlier.iter().cloned().chain(current) {
+        for (name, log) in self.inner.earlier.iter().cloned().chain(current) {
             out.push_str(&format!("=== {name}\n"));
             for l in log.lines().filter(|l| l.contains("keel")) {
                 out.push_str(l.trim_end());

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use keel_switch::{arp_probe, Frame, MacAddr, ETHERTYPE_ARP};
+use keel_switch::{Frame, MacAddr, Segment, WhoHas, ETHERTYPE_ARP};
 
 /// When a node's namespace gained or lost the VIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,32 +379,10 @@ impl VipNet {
     }
 
     /// Sends an ARP probe for the VIP from the bridge and returns the MACs
-    /// that answered within `wait`.
+    /// that answered within `wait` (keel-switch's one who-has, on this
+    /// bridge).
     pub fn who_has(&self, wait: Duration) -> Vec<MacAddr> {
-        let since = Instant::now();
-        let hub = self.hub.clone();
-        let frame = arp_probe(self.vip, HUB_MAC, Ipv4Addr::UNSPECIFIED);
-        std::thread::spawn(move || {
-            enter_netns(&hub);
-            let s = PacketSocket::open(BRIDGE);
-            s.send(&frame);
-        })
-        .join()
-        .unwrap();
-        std::thread::sleep(wait);
-        let mut macs: Vec<MacAddr> = self
-            .frames
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|f| f.at >= since)
-            .filter_map(|f| f.arp())
-            .filter(|a| a.is_reply() && a.sender_ip == self.vip && a.target_mac == HUB_MAC)
-            .map(|a| a.sender_mac)
-            .collect();
-        macs.sort();
-        macs.dedup();
-        macs
+        WhoHas::new(self.vip, wait).from(HUB_MAC).macs(self)
     }
 
     pub fn node_of(&self, mac: MacAddr) -> Option<usize> {
@@ -607,4 +585,23 @@ fn sockaddr_ll(index: u32, proto_be: u16, addr: [u8; 6]) -> libc::sockaddr_ll {
     sll.sll_halen = 6;
     sll.sll_addr[..6].copy_from_slice(&addr);
     sll
+}
+
+/// The bridge as an L2 segment: frames go out of a packet socket in the
+/// hub namespace, and the capture records what comes back.
+impl Segment for VipNet {
+    fn send_frame(&self, frame: &[u8]) -> Result<(), String> {
+        let (hub, frame) = (self.hub.clone(), frame.to_vec());
+        std::thread::spawn(move || {
+            enter_netns(&hub);
+            PacketSocket::open(BRIDGE).send(&frame);
+        })
+        .join()
+        .map_err(|_| "sending on the bridge panicked".to_string())
+    }
+
+    fn frames_since(&self, since: Instant) -> Vec<Frame> {
+        let frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+        frames.iter().filter(|f| f.at >= since).cloned().collect()
+    }
 }

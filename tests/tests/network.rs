@@ -8,10 +8,11 @@
 //! reply's source MAC says which link.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use base64::Engine;
 use keel_qemu::Nic;
-use keel_switch::{MacAddr, Switch};
+use keel_switch::{MacAddr, Switch, WhoHas};
 use keel_tests::console::assert_contains_all;
 use keel_tests::{boot_vm_with, BOOT_TIMEOUT};
 
@@ -25,9 +26,13 @@ fn inline(yaml: &str) -> String {
     )
 }
 
-/// The MACs answering ARP for `ip` (on VLAN `vlan` when given).
-fn who_has(switch: &Switch, ip: Ipv4Addr, vlan: Option<u16>) -> Vec<MacAddr> {
-    keel_tests::cluster::who_has(switch, ip, vlan, 20)
+/// The MACs answering ARP for `ip` (on VLAN `vlan` when given), asking up
+/// to 20 times 500 ms apart.
+fn answering(switch: &Switch, ip: Ipv4Addr, vlan: Option<u16>) -> Vec<MacAddr> {
+    WhoHas::new(ip, Duration::from_millis(500))
+        .on_vlan(vlan)
+        .tries(20)
+        .macs(switch)
 }
 
 fn switch_nic(switch: &Switch, port: usize, id: &str, mac: &str) -> Nic {
@@ -91,11 +96,11 @@ machine:
     );
     let mac_b: MacAddr = MAC_B.parse().unwrap();
     assert_eq!(
-        who_has(&switch, Ipv4Addr::new(192, 168, 50, 10), None),
+        answering(&switch, Ipv4Addr::new(192, 168, 50, 10), None),
         [mac_b]
     );
     assert_eq!(
-        who_has(&switch, Ipv4Addr::new(192, 168, 57, 10), Some(7)),
+        answering(&switch, Ipv4Addr::new(192, 168, 57, 10), Some(7)),
         [mac_b],
         "a tagged probe on VLAN 7 gets a tagged reply"
     );
@@ -151,7 +156,7 @@ machine:
     assert!(!log.contains("renamed to"), "{log}");
     // The bond answers with its MAC (the first member's), on either port.
     let mac_a: MacAddr = MAC_A.parse().unwrap();
-    let answers = who_has(&switch, Ipv4Addr::new(192, 168, 60, 10), None);
+    let answers = answering(&switch, Ipv4Addr::new(192, 168, 60, 10), None);
     assert!(
         !answers.is_empty() && answers.iter().all(|m| *m == mac_a),
         "{answers:?}"

@@ -14,10 +14,20 @@
 
 use std::time::{Duration, Instant};
 
-use keel_switch::MacAddr;
-use keel_tests::cluster::{
-    first_garp, one_cluster, probe_frame, replies, who_has, Cluster, Spec, VIP, VIP_VLAN, VLAN_VIP,
-};
+use std::net::Ipv4Addr;
+
+use keel_switch::{MacAddr, WhoHas};
+use keel_tests::cluster::{first_garp, one_cluster, Cluster, Spec, VIP, VIP_VLAN, VLAN_VIP};
+
+/// The MACs answering ARP for `ip` on `vlan`, asking up to `tries` times
+/// 500 ms apart until someone answers: a guest that just configured the
+/// address may miss the first probe.
+fn answering(c: &Cluster, ip: Ipv4Addr, vlan: Option<u16>, tries: u32) -> Vec<MacAddr> {
+    WhoHas::new(ip, Duration::from_millis(500))
+        .on_vlan(vlan)
+        .tries(tries)
+        .macs(&c.switch)
+}
 
 const TTL: u32 = 5;
 
@@ -34,7 +44,7 @@ fn mac_of(n: usize) -> MacAddr {
 
 /// The node whose MAC answers for the VIP: exactly one.
 fn holder(c: &Cluster) -> usize {
-    let macs = who_has(&c.switch, VIP, None, 60);
+    let macs = answering(c, VIP, None, 60);
     match macs[..] {
         [m] => (1..=3).find(|&n| mac_of(n) == m).unwrap(),
         _ => c.fail(&format!(
@@ -90,7 +100,7 @@ fn vip_on_one_node_and_on_a_vlan_moves_at_once_on_power_off() {
         c.fail(&format!("burst: {req} requests and {rep} replies"));
     }
     // The VLAN VIP: exactly one MAC answers tagged probes on VLAN 7.
-    let vlan = who_has(&c.switch, VLAN_VIP, Some(VIP_VLAN), 60);
+    let vlan = answering(&c, VLAN_VIP, Some(VIP_VLAN), 60);
     c.expect_eq(&vlan.len(), &1, "MACs answering for the VLAN VIP");
     let vlan_holder = (1..=3).find(|&n| mac_of(n) == vlan[0]).unwrap();
     c.line_with(vlan_holder, &["vip 10.7.0.100: holder on", ".7"]);
@@ -119,7 +129,7 @@ fn vip_on_one_node_and_on_a_vlan_moves_at_once_on_power_off() {
         Duration::from_secs(30),
     );
     c.expect_eq(
-        &who_has(&c.switch, VIP, None, 10),
+        &answering(&c, VIP, None, 10),
         &vec![mac_of(n)],
         "MACs after failover",
     );
@@ -150,7 +160,7 @@ fn vip_moves_within_the_ttl_when_the_holder_crashes() {
         c.fail(&format!("crash failover took {took:?}, TTL is {TTL} s"));
     }
     c.expect_eq(
-        &who_has(&c.switch, VIP, None, 10),
+        &answering(&c, VIP, None, 10),
         &vec![mac_of(n)],
         "MACs after failover",
     );
@@ -161,7 +171,7 @@ fn a_partitioned_holder_stops_answering_before_another_starts() {
     let _one = one_cluster();
     let c = Cluster::start([spec(), spec(), spec()]);
     let h = holder(&c);
-    let probe = probe_frame(VIP, None);
+    let probe = WhoHas::new(VIP, Duration::from_millis(100));
     let set_link = |up: bool| {
         c.node(h)
             .vm
@@ -176,12 +186,7 @@ fn a_partitioned_holder_stops_answering_before_another_starts() {
         let end = Instant::now() + d;
         while Instant::now() < end {
             let since = Instant::now();
-            c.switch.inject(&probe).unwrap();
-            std::thread::sleep(Duration::from_millis(100));
-            let mut macs = replies(&c.switch.frames_since(since), VIP, None);
-            macs.sort();
-            macs.dedup();
-            windows.push((since, macs));
+            windows.push((since, probe.macs(&c.switch)));
         }
     };
     probe_for(Duration::from_secs(1), &mut windows);
@@ -219,7 +224,7 @@ fn a_partitioned_holder_stops_answering_before_another_starts() {
     }
     // Both stayed one answer per window; the new holder still holds it.
     c.expect_eq(
-        &who_has(&c.switch, VIP, None, 10),
+        &answering(&c, VIP, None, 10),
         &vec![mac_of(n)],
         "MACs after healing",
     );

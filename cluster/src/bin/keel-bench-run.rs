@@ -236,7 +236,7 @@ fn floor_round(args: &Args, dir: &Path) -> anyhow::Result<Times> {
         build: args.build.clone(),
         dir: dir.to_owned(),
         topology: Topology::new(args.nodes, args.vip)?,
-        template: String::new(),
+        setups: Vec::new(),
         accel: args.accel,
         memory_mib: args.memory,
         append: String::new(),

@@ -77,16 +77,17 @@ fn run() -> anyhow::Result<i32> {
         .with_context(|| format!("read the template {}", template.display()))?;
     let dir = dir.unwrap_or_else(|| build.join("run"));
     let started = Instant::now();
-    let mut cluster = Cluster::start(Options {
+    let opts = Options {
         image: Image::Keel,
         build,
         dir,
         topology: Topology::new(nodes, vip)?,
-        template,
+        setups: Vec::new(),
         accel,
         memory_mib: memory,
         append,
-    })?;
+    };
+    let mut cluster = Cluster::start(opts.with_template(&template)?)?;
     // SAFETY: installs a handler that only stores to an atomic, which is
     // async-signal-safe (signal-safety(7)).
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
