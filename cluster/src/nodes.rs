@@ -32,12 +32,14 @@ impl Topology {
             bail!("--nodes {count}: expected 1 to 9");
         }
         let [a, b, c, d] = vip.octets();
-        let nodes: Vec<NodeSpec> = (1..=count)
+        // count is 1 to 9 (checked above): the host parts are .11 to .19.
+        let last = u8::try_from(count).expect("checked: 1 to 9");
+        let nodes: Vec<NodeSpec> = (1..=last)
             .map(|i| NodeSpec {
-                index: i,
+                index: usize::from(i),
                 hostname: format!("node{i}"),
                 mac: format!("52:54:00:00:{c:02x}:{:02x}", 0x10 + i),
-                address: Ipv4Addr::new(a, b, c, 10 + i as u8),
+                address: Ipv4Addr::new(a, b, c, 10 + i),
             })
             .collect();
         if nodes.iter().any(|n| n.address == vip) || d == 0 || d == 255 {

@@ -76,7 +76,7 @@ mod tests {
     fn reproducible_and_round_trips() {
         // Several MB so that more than one multi-threaded job is involved.
         let data: Vec<u8> = (0..6_000_000u32)
-            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .map(|i| u8::try_from(i % 251).unwrap() ^ (i >> 13).to_le_bytes()[0])
             .collect();
         let a = zstd(&data, 3).unwrap();
         let b = zstd(&data, 3).unwrap();

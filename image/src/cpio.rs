@@ -77,7 +77,7 @@ impl Header<'_> {
             0, // devminor
             self.rdev_major,
             self.rdev_minor,
-            namesize as u32,
+            u32::try_from(namesize).expect("a path name under 4 GiB"),
             0, // check: only used by the "070702" CRC variant
         ];
         for field in fields {
@@ -182,7 +182,7 @@ impl<W: Write> Writer<W> {
         };
         self.raw(TRAILER, &header.encode())?;
         let padded = self.written.next_multiple_of(512);
-        let zeros = vec![0u8; (padded - self.written) as usize];
+        let zeros = vec![0u8; usize::try_from(padded - self.written).expect("under 512")];
         self.raw(TRAILER, &zeros)?;
         Ok((self.inner, self.written))
     }
@@ -220,7 +220,8 @@ impl<W: Write> Writer<W> {
     }
 
     fn pad(&mut self, name: &str) -> Result<(), CpioError> {
-        let padding = (self.written.next_multiple_of(4) - self.written) as usize;
+        let padding =
+            usize::try_from(self.written.next_multiple_of(4) - self.written).expect("under 4");
         self.raw(name, &[0u8; 3][..padding])
     }
 

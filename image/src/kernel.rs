@@ -131,7 +131,7 @@ fn decode_one_stream(data: &[u8]) -> Option<Vec<u8>> {
     let mut stream = Stream::new_stream_decoder(u64::MAX, 0).ok()?;
     let mut out = Vec::with_capacity(data.len() * 4);
     loop {
-        let consumed = stream.total_in() as usize;
+        let consumed = usize::try_from(stream.total_in()).ok()?;
         let input = &data[consumed..];
         let action = if input.is_empty() {
             Action::Finish

@@ -28,15 +28,7 @@ fn route(dest: Option<(&str, u8)>, gw: &str, metric: u32) -> RoutePlan {
 }
 
 fn link(name: &str) -> LinkPlan {
-    LinkPlan {
-        name: name.into(),
-        origin: "test".into(),
-        create: None,
-        mtu: None,
-        addresses: Vec::new(),
-        routes: Vec::new(),
-        dhcp: None,
-    }
+    LinkPlan::new(name, "test".into())
 }
 
 #[test]

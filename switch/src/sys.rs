@@ -29,7 +29,7 @@ pub(crate) fn ready(pfd: &libc::pollfd, mask: libc::c_short) -> bool {
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
     let ms = match timeout {
         None => -1,
-        Some(t) => t.as_millis().min(i32::MAX as u128) as libc::c_int,
+        Some(t) => libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX),
     };
     // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the
     // whole call and its length is passed with it; poll only writes

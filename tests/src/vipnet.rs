@@ -100,8 +100,9 @@ impl VipNet {
             let _ = Command::new("ip").args(["netns", "del", &ns]).output();
             sh(&["ip", "netns", "add", &ns]);
             let port = format!("p{i}");
-            let ip = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 11 + i as u8);
-            let mac = MacAddr::new(0x02, 0, 0, 0, 0x77, i as u8 + 1);
+            let host = u8::try_from(i).expect("a few nodes");
+            let ip = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 11 + host);
+            let mac = MacAddr::new(0x02, 0, 0, 0, 0x77, host + 1);
             sh(&[
                 "ip", "-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
                 "netns", &ns,
@@ -516,7 +517,7 @@ struct PacketSocket(std::os::fd::OwnedFd);
 impl PacketSocket {
     fn open(link: &str) -> PacketSocket {
         use std::os::fd::FromRawFd;
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let proto = u16::try_from(libc::ETH_P_ALL).unwrap().to_be();
         // SAFETY: plain socket(2) call; the result is checked below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto.into()) };
         assert!(
@@ -536,7 +537,7 @@ impl PacketSocket {
             libc::bind(
                 fd.as_raw_fd(),
                 (&raw const sll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                socklen::<libc::sockaddr_ll>(),
             )
         };
         assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
@@ -551,7 +552,7 @@ impl PacketSocket {
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
+                socklen::<libc::timeval>(),
             )
         };
         PacketSocket(fd)
@@ -576,10 +577,14 @@ impl PacketSocket {
     }
 }
 
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap()
+}
+
 fn sockaddr_ll(index: u32, proto_be: u16, addr: [u8; 6]) -> libc::sockaddr_ll {
     // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
     sll.sll_protocol = proto_be;
     sll.sll_ifindex = index as i32;
     sll.sll_halen = 6;

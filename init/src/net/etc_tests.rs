@@ -25,15 +25,7 @@ fn lease(address: &str, dns: &[&str], domain: Option<&str>, hostname: Option<&st
 }
 
 fn plan_with(addresses: &[&str]) -> Plan {
-    let mut lp = LinkPlan {
-        name: "enp0s2".into(),
-        origin: "test".into(),
-        create: None,
-        mtu: None,
-        addresses: Vec::new(),
-        routes: Vec::new(),
-        dhcp: None,
-    };
+    let mut lp = LinkPlan::new("enp0s2", "test".into());
     for a in addresses {
         let (ip, len) = a.split_once('/').unwrap();
         lp.addresses

@@ -122,7 +122,7 @@ fn permanent_addr_on(sock: &OwnedFd, ifname: &str) -> Result<Option<[u8; 6]>, Et
     })?;
     let mut req = PermAddrRequest {
         cmd: ETHTOOL_GPERMADDR,
-        size: MAX_ADDR_LEN as u32,
+        size: MAX_ADDR_LEN.try_into().unwrap_or(u32::MAX),
         data: [0; MAX_ADDR_LEN],
     };
     let mut ifr = libc::ifreq {

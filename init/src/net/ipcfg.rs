@@ -367,7 +367,8 @@ fn parse_prefix(text: &str, client: Option<IpAddr>) -> Result<u8, String> {
         if m.leading_ones() + m.trailing_zeros() != 32 {
             return Err("is not a contiguous netmask".into());
         }
-        return Ok(m.leading_ones() as u8);
+        // At most 32.
+        return Ok(u8::try_from(m.leading_ones()).unwrap_or(32));
     }
     match text.parse::<u8>() {
         Ok(p) if p <= max => Ok(p),

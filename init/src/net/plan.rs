@@ -102,7 +102,8 @@ pub struct LinkPlan {
 }
 
 impl LinkPlan {
-    fn new(name: &str, origin: String) -> LinkPlan {
+    /// A link with nothing configured yet.
+    pub fn new(name: &str, origin: String) -> LinkPlan {
         LinkPlan {
             name: name.to_owned(),
             origin,
@@ -183,7 +184,8 @@ fn fnv1a16(s: &str) -> u16 {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    ((h >> 16) ^ (h & 0xffff)) as u16
+    let [a, b, c, d] = h.to_be_bytes();
+    u16::from_be_bytes([a ^ c, b ^ d])
 }
 
 /// Builds the plan. `spec` is None before a machine config is loaded.

@@ -102,24 +102,18 @@ pub fn unsolicited_na(mac: [u8; 6], ip: Ipv6Addr) -> [u8; NA_FRAME_LEN] {
 }
 
 /// The ICMPv6 checksum: the ones' complement sum over the IPv6
-/// pseudo-header and the message (RFC 4443 section 2.3, RFC 8200 8.1).
+/// pseudo-header and the message (RFC 4443 section 2.3, RFC 8200 8.1),
+/// with the same RFC 1071 sum as the DHCP client's IPv4 and UDP headers.
 fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            let hi = u32::from(pair[0]) << 8;
-            sum += hi | pair.get(1).map_or(0, |b| u32::from(*b));
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, ICMPV6]);
-    add(msg);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    // An NA is a few dozen bytes.
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+    crate::net::dhcp::socket::checksum(&[
+        &src.octets(),
+        &dst.octets(),
+        &len.to_be_bytes(),
+        &[0, 0, 0, ICMPV6],
+        msg,
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -146,7 +146,8 @@ mod tests {
                 f.ack(base + ms(sent), Duration::from_secs(ttl));
             }
             assert_eq!(
-                f.deadline().map(|d| (d - base).as_millis() as u64),
+                f.deadline()
+                    .map(|d| u64::try_from((d - base).as_millis()).unwrap()),
                 c.deadline,
                 "{}",
                 c.name

@@ -43,6 +43,7 @@ pub mod announce;
 mod election;
 pub mod fence;
 pub mod ops;
+mod term;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -129,13 +129,13 @@ where
 
 /// Specs for `n` members on 127.0.0.<base+1>...
 pub fn specs(n: usize, base: u8, peer_port: u16, client_port: u16, local_base: u16) -> Vec<Spec> {
-    (0..n)
+    (1..=u8::try_from(n).expect("a few members"))
         .map(|i| Spec {
-            name: format!("m{}", i + 1),
-            ip: format!("127.0.0.{}", base + 1 + i as u8),
+            name: format!("m{i}"),
+            ip: format!("127.0.0.{}", base + i),
             peer_port,
             client_port,
-            local_port: local_base + 1 + i as u16,
+            local_port: local_base + u16::from(i),
         })
         .collect()
 }

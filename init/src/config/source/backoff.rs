@@ -147,7 +147,7 @@ mod tests {
         let want = [3, 9, 27, 60, 60];
         for (n, secs) in want.iter().enumerate() {
             assert_eq!(
-                b.ceiling(n as u32),
+                b.ceiling(u32::try_from(n).unwrap()),
                 Duration::from_secs(*secs),
                 "attempt {n}"
             );

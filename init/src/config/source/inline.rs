@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn bomb_is_capped() {
-        let big = vec![b'a'; MAX_CONFIG_BYTES as usize + 1];
+        let big = vec![b'a'; usize::try_from(MAX_CONFIG_BYTES).unwrap() + 1];
         let bomb = zstd(&big);
         assert!(bomb.len() < 64 * 1024, "compresses well: {}", bomb.len());
         let e = decode_content("keel.config.inline", bomb).unwrap_err();
@@ -237,7 +237,7 @@ mod tests {
         assert!(matches!(e, SourceError::TooLarge { .. }), "{e}");
 
         // Exactly at the cap is fine.
-        let exact = vec![b'a'; MAX_CONFIG_BYTES as usize];
+        let exact = vec![b'a'; usize::try_from(MAX_CONFIG_BYTES).unwrap()];
         assert_eq!(
             decode_content("x", zstd(&exact)).unwrap().len(),
             exact.len()

@@ -477,7 +477,7 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    *b = x as u8;
+                    *b = x.to_le_bytes()[0];
                 }
                 let _ = probe_label(&buf);
             }
@@ -549,7 +549,11 @@ mod tests {
             .to_string();
         assert!(e.contains("not a regular file"), "{e}");
         let big = dir.path().join("big.yaml");
-        fs::write(&big, vec![b'a'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        fs::write(
+            &big,
+            vec![b'a'; usize::try_from(MAX_CONFIG_BYTES).unwrap() + 1],
+        )
+        .unwrap();
         let e = read_regular_file("o", &big).unwrap_err();
         assert!(matches!(e, SourceError::TooLarge { .. }), "{e}");
     }

@@ -524,7 +524,7 @@ impl Client {
 
     /// INIT -> SELECTING: new transaction, DISCOVER.
     fn select(&mut self, now: Instant, mut out: Vec<Action>) -> Vec<Action> {
-        self.xid = self.random() as u32;
+        self.xid = self.new_xid();
         self.since = now;
         self.state = State::Selecting {
             next_tx: now + self.backoff(0),
@@ -541,7 +541,7 @@ impl Client {
         let first_tx = match &self.state {
             State::Extending { first_tx, .. } => *first_tx,
             _ => {
-                self.xid = self.random() as u32;
+                self.xid = self.new_xid();
                 self.since = now;
                 now
             }
@@ -601,10 +601,8 @@ impl Client {
         let mut p = Packet::request(self.xid, self.config.mac, kind);
         // RFC 2131 table 5: "seconds elapsed since client began address
         // acquisition or renewal process".
-        p.secs = now
-            .saturating_duration_since(self.since)
-            .as_secs()
-            .min(u16::MAX.into()) as u16;
+        let secs = now.saturating_duration_since(self.since).as_secs();
+        p.secs = u16::try_from(secs).unwrap_or(u16::MAX);
         if self.config.broadcast_flag {
             p.flags = FLAG_BROADCAST;
         }
@@ -638,6 +636,11 @@ impl Client {
     }
 
     /// xorshift64* (Vigna 2016): plenty for xids and jitter, no crate.
+    /// A transaction id ([`Self::random`] is already 32 bits wide).
+    fn new_xid(&mut self) -> u32 {
+        u32::try_from(self.random()).unwrap_or(0)
+    }
+
     fn random(&mut self) -> u64 {
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;

@@ -163,7 +163,9 @@ impl Packet {
                 b.extend_from_slice(&[*code, 0]);
             }
             for chunk in data.chunks(255) {
-                b.extend_from_slice(&[*code, chunk.len() as u8]);
+                // chunks(255): every length fits the option's length byte.
+                let len = u8::try_from(chunk.len()).unwrap_or(u8::MAX);
+                b.extend_from_slice(&[*code, len]);
                 b.extend_from_slice(chunk);
             }
         }

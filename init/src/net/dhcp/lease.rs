@@ -198,7 +198,8 @@ impl Lease {
                 if m.leading_ones() + m.trailing_zeros() != 32 {
                     return Err(malformed(opt::SUBNET_MASK, "not a contiguous mask"));
                 }
-                m.leading_ones() as u8
+                // At most 32.
+                u8::try_from(m.leading_ones()).unwrap_or(32)
             }
         };
         let routes = p

@@ -191,7 +191,8 @@ impl Runner {
         let mut c = ClientConfig::new(self.link.mac);
         c.hostname = self.opts.hostname.clone();
         // RFC 2132 9.10: at least 576; the link MTU bounds what can arrive.
-        c.max_message_size = self.mtu.unwrap_or(1500).clamp(576, u16::MAX.into()) as u16;
+        let mtu = self.mtu.unwrap_or(1500).max(576);
+        c.max_message_size = u16::try_from(mtu).unwrap_or(u16::MAX);
         // Left set although the packet socket could take unicast replies
         // before the address is configured (RFC 2131 4.1 allows the flag
         // either way): a unicast to an address the host does not have yet
@@ -514,7 +515,7 @@ fn seed(mac: [u8; 6]) -> u64 {
     use nix::time::{clock_gettime, ClockId};
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
         (t.tv_sec() as u64)
             .wrapping_mul(1_000_000_000)

@@ -120,7 +120,7 @@ pub struct Datagram<'a> {
 
 /// The Internet checksum (RFC 1071): the one's complement of the one's
 /// complement sum of 16-bit words, an odd last byte padded with zero.
-fn checksum(chunks: &[&[u8]]) -> u16 {
+pub(crate) fn checksum(chunks: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     // Chunks are concatenated; all but the last have even length here.
     for c in chunks {
@@ -135,7 +135,14 @@ fn checksum(chunks: &[&[u8]]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    // Folded to 16 bits just above.
+    !u16::try_from(sum).unwrap_or(0xffff)
+}
+
+/// A length in a 16-bit header field. DHCP packets are far below 64 KiB
+/// (RFC 2131: 576 bytes unless the client offers more, at most the MTU).
+fn len16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 /// An IPv4 packet (RFC 791, no options) carrying a UDP datagram (RFC 768)
@@ -145,7 +152,7 @@ pub fn build_ip_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec
     let total = IP_HEADER_LEN + udp_len;
     let mut p = Vec::with_capacity(total);
     p.extend_from_slice(&[0x45, 0]); // version 4, IHL 5; TOS 0
-    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&len16(total).to_be_bytes());
     p.extend_from_slice(&[0, 0]); // identification
     p.extend_from_slice(&FLAG_DF.to_be_bytes());
     p.extend_from_slice(&[TTL, IPPROTO_UDP, 0, 0]); // checksum below
@@ -156,7 +163,7 @@ pub fn build_ip_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec
 
     p.extend_from_slice(&src.port().to_be_bytes());
     p.extend_from_slice(&dst.port().to_be_bytes());
-    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&len16(udp_len).to_be_bytes());
     p.extend_from_slice(&[0, 0]);
     p.extend_from_slice(payload);
     let pseudo = pseudo_header(*src.ip(), *dst.ip(), udp_len);
@@ -175,7 +182,7 @@ fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> [u8; 12] {
     h[..4].copy_from_slice(&src.octets());
     h[4..8].copy_from_slice(&dst.octets());
     h[9] = IPPROTO_UDP;
-    h[10..].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    h[10..].copy_from_slice(&len16(udp_len).to_be_bytes());
     h
 }
 
@@ -243,7 +250,8 @@ fn filter() -> [libc::sock_filter; 9] {
         BPF_MSH, BPF_RET,
     };
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-        code: code as u16,
+        // BPF instruction classes and modes are one byte (linux/bpf_common.h).
+        code: u16::try_from(code).unwrap_or(0),
         jt,
         jf,
         k,
@@ -261,9 +269,17 @@ fn filter() -> [libc::sock_filter; 9] {
     ]
 }
 
+/// ETH_P_IP from linux/if_ether.h: IPv4 frames.
+const ETH_P_IP: u16 = 0x0800;
+
+/// The size of `T` as a socket option or address length (a few bytes).
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
 /// `sockaddr_ll` for `bind` and `sendto` on the link, for IPv4 frames.
 fn link_addr(ifindex: u32, dest: [u8; 6]) -> LinkAddr {
-    packet_addr(ifindex, libc::ETH_P_IP as u16, dest)
+    packet_addr(ifindex, ETH_P_IP, dest)
 }
 
 /// `sockaddr_ll` (packet(7)) for link `ifindex`, EtherType `protocol`,
@@ -271,12 +287,12 @@ fn link_addr(ifindex: u32, dest: [u8; 6]) -> LinkAddr {
 pub(crate) fn packet_addr(ifindex: u32, protocol: u16, dest: [u8; 6]) -> LinkAddr {
     // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_family = libc::sa_family_t::try_from(libc::AF_PACKET).unwrap_or(17);
     sll.sll_protocol = protocol.to_be();
     sll.sll_ifindex = ifindex as i32;
     sll.sll_halen = 6;
     sll.sll_addr[..6].copy_from_slice(&dest);
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    let len = socklen::<libc::sockaddr_ll>();
     // SAFETY: the pointer is to a live, initialized sockaddr_ll of exactly
     // `len` bytes with sa_family AF_PACKET, which is what from_raw reads.
     unsafe { LinkAddr::from_raw((&raw const sll).cast(), Some(len)) }
@@ -332,7 +348,7 @@ impl Transport {
         .map_err(err("open packet socket"))?;
         let mut code = filter();
         let fprog = libc::sock_fprog {
-            len: code.len() as u16,
+            len: len16(code.len()),
             filter: code.as_mut_ptr(),
         };
         // SAFETY: fd is an open socket; fprog points at `code`, which
@@ -344,7 +360,7 @@ impl Transport {
                 libc::SOL_SOCKET,
                 SO_ATTACH_FILTER,
                 (&raw const fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                socklen::<libc::sock_fprog>(),
             )
         };
         Errno::result(rc).map_err(err("attach socket filter"))?;
