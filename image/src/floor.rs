@@ -19,7 +19,7 @@ pub const INIT: &str = include_str!("../floor-init.sh");
 /// Where busybox comes from (`image/fetch-debs.sh <cache> busybox-static`).
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 
-/// The modules the floor loads: the virtio-net chain (QEMU-NOTES) and
+/// The modules the floor loads: the virtio-net chain (docs/ARCHITECTURE.md, "Facts measured under QEMU") and
 /// nothing else; the closure adds virtio, virtio_ring, failover…
 const MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 

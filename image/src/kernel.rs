@@ -1,7 +1,7 @@
 //! The kernel side of the build: find the extracted kernel package and its
 //! release, copy `vmlinuz`, and extract the uncompressed `vmlinux` that QEMU
 //! boots directly through the PVH entry point (skipping ~3 s of in-guest xz
-//! decompression under TCG, see QEMU-NOTES.md).
+//! decompression under TCG, see docs/ARCHITECTURE.md, "Facts measured under QEMU").
 
 use std::path::{Path, PathBuf};
 

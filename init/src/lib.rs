@@ -1,8 +1,22 @@
 //! Keel: a minimal PID 1 for Kubernetes control-plane nodes.
 //!
-//! One module per concern (see DESIGN.md): `boot` (mounts, kmsg logger,
-//! panic hook, the boot sequence), `cmdline`, `modules`, `net`,
-//! `supervise`, `shutdown`, and the operator `cli`.
+//! One module per concern (docs/ARCHITECTURE.md, "Layout"):
+//! - [`boot`]: PID 1's boot sequence (mounts, kmsg logger, panic hook,
+//!   hotplug) and its [`boot::services::Services`], which own every
+//!   long-lived task and stop them in order;
+//! - [`cli`]: the operator commands (`keel validate`, `keel links`,
+//!   `keel cmdline`, `keel vip`);
+//! - [`cmdline`]: the kernel command line;
+//! - [`config`]: the machine config: schema, validation, sources;
+//! - [`etcd`]: etcd's arguments, certificates, supervision, health, rejoin;
+//! - [`modules`]: the image's module index, coldplug, the modprobe helper;
+//! - [`net`]: links: naming, selectors, the network spec and plan,
+//!   rtnetlink, DHCP, the `/etc` files;
+//! - [`shutdown`]: what starts a shutdown and the sequence itself;
+//! - [`storage`]: where `/var` comes from;
+//! - [`supervise`]: the reaper and supervised children;
+//! - [`uevent`]: kernel uevents (hotplug);
+//! - [`vip`]: the VIP election.
 
 pub mod boot;
 pub mod cli;

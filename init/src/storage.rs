@@ -31,7 +31,7 @@ pub const LABEL_VAR: &str = "KEEL-VAR";
 pub const EMPTY_CHECK_BYTES: usize = 1 << 20;
 
 /// etcd's WAL pre-allocates 64 MB segments, and the next one in advance
-/// (QEMU-NOTES: ~160 MB for a data dir): a tmpfs limit, not a reservation.
+/// (docs/ARCHITECTURE.md, "Facts measured under QEMU": ~160 MB for a data dir): a tmpfs limit, not a reservation.
 pub const TMPFS_SIZE: &str = "75%";
 
 #[derive(Debug, Clone, PartialEq, Eq)]

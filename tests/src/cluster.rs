@@ -36,7 +36,7 @@ use crate::etcd::Etcd;
 use crate::{build_dir, free_local_port, BOOT_TIMEOUT};
 
 /// etcd across three TCG VMs: healthy ~9 s after QEMU start when the
-/// machine is idle (QEMU-NOTES); generous for a loaded one.
+/// machine is idle (docs/ARCHITECTURE.md); generous for a loaded one.
 pub const HEALTHY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Power button to QEMU exit: etcd gets up to 10 s to stop, then sync and
@@ -55,7 +55,7 @@ pub const DISK_BYTES: u64 = 512 << 20;
 pub const PARTITION_START: u64 = 2048 * 512;
 
 /// One cluster at a time: three TCG VMs saturate this machine's two cores
-/// while they boot (QEMU-NOTES), even if the harness runs tests in
+/// while they boot (docs/ARCHITECTURE.md), even if the harness runs tests in
 /// parallel. Taken first in every test, so it is released last.
 static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 

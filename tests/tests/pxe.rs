@@ -13,7 +13,7 @@ use keel_tests::{artifact, build_dir, serve_once};
 
 const MAC: &str = "52:54:00:12:34:56";
 
-/// iPXE's DHCP and TFTP of ~21 MB under TCG, then the boot (QEMU-NOTES:
+/// iPXE's DHCP and TFTP of ~21 MB under TCG, then the boot (docs/ARCHITECTURE.md:
 /// ~11 s to /init when idle).
 const PXE_TIMEOUT: Duration = Duration::from_secs(180);
 

@@ -345,12 +345,13 @@ pub fn ready(
     cmdline: &Cmdline,
     started: Instant,
 ) {
+    let configured = loaded.is_some();
     if let (Some(l), Some(reaper), Some(status)) = (loaded, reaper, net.status.clone()) {
         services.start_control_plane(move |shutdown| {
             controlplane::start(l.config, reaper, status, shutdown)
         });
     }
-    if cmdline.flag("keel.test.panic") {
+    if test_panic(cmdline, configured) {
         // Test-only (README, "Kernel parameters"): proves the panic hook
         // turns a PID 1 panic into a controlled reboot or power-off.
         panic!("keel.test.panic is set: panicking on purpose");
@@ -362,4 +363,42 @@ pub fn ready(
         "ready in {} ms (PID 1 RSS {rss})",
         started.elapsed().as_millis()
     );
+}
+
+/// Whether to panic on purpose before `ready`: only from the kernel's own
+/// command line and only on a node without a machine config
+/// (`keel.config=none`, the test boots), so no config source (a URL, a
+/// disk, an inline config) can ever make a node panic.
+fn test_panic(cmdline: &Cmdline, configured: bool) -> bool {
+    if !cmdline.flag("keel.test.panic") {
+        return false;
+    }
+    if configured {
+        log::warn!("keel.test.panic ignored: it is honoured only with keel.config=none");
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_panic_only_without_a_config() {
+        // (kernel command line, a config was loaded, panics)
+        let cases = [
+            ("keel.config=none keel.test.panic", false, true),
+            ("keel.test.panic", true, false),
+            ("keel.config=none keel.test.panic=0", false, false),
+            ("keel.config=none", false, false),
+        ];
+        for (line, configured, want) in cases {
+            assert_eq!(
+                test_panic(&Cmdline::parse(line), configured),
+                want,
+                "{line} {configured}"
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! PID 1's config loop: try the sources in precedence order until one
 //! yields a valid config, forever if need be.
 //!
-//! No config, or a bad one, is never fatal (DESIGN.md, boot step 4): the
+//! No config, or a bad one, is never fatal (docs/ARCHITECTURE.md, "Boot sequence"): the
 //! partition may be plugged in later, the URL may come up or be fixed. Each
 //! distinct failure is logged once in plain words; the same failure
 //! repeated is only summarised once a minute, so a node waiting for its

@@ -1,6 +1,6 @@
 //! Talos keys that Keel accepts but does not act on.
 //!
-//! A Talos user's whole machine config must load unchanged (DESIGN.md), so
+//! A Talos user's whole machine config must load unchanged (docs/ARCHITECTURE.md), so
 //! sections such as `machine.kubelet` are accepted with any content and
 //! reported once as "not supported by Keel, ignored: `<path>`". Anything else
 //! unknown stays an error (`deny_unknown_fields`).

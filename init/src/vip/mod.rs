@@ -11,33 +11,15 @@
 //!
 //! # Why there are never two holders
 //!
-//! etcd elects the owner of the lowest-revision key under the election's
-//! prefix; another node's `Campaign` returns only once this node's key is
-//! gone, and the key goes only by `Resign` (this node's own, after it has
-//! removed the address) or by etcd revoking the lease when it expires.
-//! etcd refreshes a lease to its full TTL when it *receives* a keepalive,
-//! which is after this node *sent* it; leader changes inside etcd only
-//! extend leases (the new leader renews every lease on promotion,
-//! lessor.Promote). So the lease cannot expire before
-//! `send time of the last acknowledged keepalive + granted TTL`.
-//!
-//! The holder keeps exactly that deadline ([`fence::Fence`]), minus a
-//! margin of max(1 s, TTL/5), on the monotonic clock, and removes the
-//! address when it passes without a newer acknowledgement — whatever the
-//! cause: etcd down, partitioned away from the quorum, slow, or this node's
-//! own process stalled (the removal is the first thing done when the timer
-//! fires). The margin covers the removal itself and a clock here running
-//! slower than the etcd leader's. Hence the old holder's address is gone
-//! before the lease can expire, and the lease must expire (or be resigned)
-//! before anyone else's `Campaign` can return: at no instant do two nodes
-//! hold the address. A new holder also checks, after `Campaign` returns,
-//! that its own key is the current leader and its lease's deadline has not
-//! passed, because etcd 3.4's `Campaign` can return after the caller's own
-//! key expired while it waited.
-//!
-//! What this cannot cover: a node whose kernel keeps the address while PID
-//! 1 is frozen for longer than the margin (the address removal cannot run),
-//! and clocks that drift by more than the margin within one TTL.
+//! The whole argument is in docs/ARCHITECTURE.md ("The VIP: why there are
+//! never two holders"). In short: the lease cannot expire in etcd before
+//! the send time of the last acknowledged keepalive + the granted TTL; the
+//! holder keeps that deadline minus a margin ([`fence::Fence`]) and
+//! removes the address when it passes; nobody else's `Campaign` returns
+//! before the lease expires or is resigned; and the one release path
+//! (`term.rs`) never resigns or revokes before the address is confirmed
+//! gone from every link: an address that will not go keeps the lease, and
+//! the last resort is a reboot.
 
 pub mod announce;
 mod election;

@@ -1,7 +1,7 @@
 //! Where the machine config comes from: the kernel command line, a URL, or
 //! a labelled partition.
 //!
-//! Precedence (DESIGN.md, "Sources and precedence"): the first source that
+//! Precedence (docs/ARCHITECTURE.md, "Machine config"): the first source that
 //! yields a config wins.
 //!
 //! 1. `keel.config.inline=` (plain or zstd YAML, base64) — [`inline`];
