@@ -10,11 +10,14 @@
 //! 3. one cross-field pass (`validate`) reports every remaining problem.
 
 pub mod bond;
+mod docs_validate;
+mod documents;
 mod error;
 pub mod etcd;
 /// PID 1's config loop over the sources (written with `source`).
 pub mod load;
 mod merge;
+pub mod netdocs;
 mod parse;
 pub mod schema;
 pub mod source;

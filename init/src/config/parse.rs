@@ -1,60 +1,123 @@
 //! Text → validated [`Config`]: YAML syntax, then the schema, then the
 //! cross-field pass, each error placed by path, line and column.
 
-use serde::de::IgnoredAny;
-
+use super::documents::{self, Class};
 use super::error::{ConfigError, ConfigErrors, Segment, YamlPath};
+use super::netdocs::{DocRef, Documents};
 use super::schema::Config;
-use super::spans::{Spans, MAX_NESTING};
-use super::{validate, Parsed};
+use super::spans::Spans;
+use super::{docs_validate, validate, Parsed};
 
-/// Parses and validates a machine config. Never panics; on failure every
-/// cross-field problem is reported (a syntax or type error stops at the
+/// Parses and validates a machine config: one or more YAML documents
+/// ([`super::documents`]). Never panics; on failure every cross-field
+/// problem is reported (a syntax or type error stops its document at the
 /// first, since what follows it cannot be read reliably).
 pub fn parse(text: &str) -> Result<Parsed, ConfigErrors> {
-    let spans = Spans::build(text);
-    if let Some(pos) = spans.too_deep {
-        return Err(one(ConfigError {
-            path: YamlPath::root().to_string(),
-            line: Some(pos.line),
-            column: Some(pos.column),
-            message: format!(
-                "nested more than {MAX_NESTING} levels deep, expected a machine config"
-            ),
-        }));
-    }
-    // YAML syntax first (with the parser serde uses), so that a syntax error
-    // is reported as such and not as whatever key serde was reading.
-    match serde_norway::from_str::<Option<IgnoredAny>>(text) {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(one(ConfigError {
-            path: YamlPath::root().to_string(),
-            line: None,
-            column: None,
-            message:
-                "empty document, expected a Talos v1alpha1 machine config (`machine:`, `cluster:`)"
-                    .to_owned(),
-        })),
-        Err(e) => {
-            let location = e.location();
-            return Err(one(ConfigError {
-                path: YamlPath::root().to_string(),
-                line: location.as_ref().map(|l| l.line()),
-                column: location.as_ref().map(|l| l.column()),
-                message: clean_message(&e.to_string(), location.map(|l| (l.line(), l.column()))),
-            }));
+    let pieces = documents::split(text);
+    // Errors of a file with one document keep their plain paths.
+    let several = pieces
+        .iter()
+        .filter(|p| p.text.lines().any(|l| !blank(l)))
+        .count()
+        > 1;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut docs = Documents::default();
+    let mut v1: Option<(Config, Spans, usize, Option<DocRef>)> = None;
+    let mut seen = 0;
+    for (i, piece) in pieces.iter().enumerate() {
+        let index = i + 1;
+        match documents::read(piece, index, several, &mut docs, &mut warnings) {
+            Err(e) => errors.extend(e),
+            Ok((Class::Empty, _)) => {}
+            Ok((Class::Document, _)) => seen += 1,
+            Ok((Class::V1alpha1, _)) => {
+                seen += 1;
+                let at = several.then(|| DocRef {
+                    index,
+                    kind: "v1alpha1".into(),
+                    name: None,
+                    line: piece.first_line,
+                });
+                if let Some((_, _, _, Some(first))) = &v1 {
+                    errors.push(documents::place(
+                        ConfigError {
+                            path: YamlPath::root().to_string(),
+                            line: Some(1),
+                            column: Some(1),
+                            message: format!(
+                                "a second v1alpha1 document (the first is {first}, line {}), expected one",
+                                first.line
+                            ),
+                        },
+                        piece.first_line,
+                        at.as_ref(),
+                    ));
+                    continue;
+                }
+                let spans = Spans::build(piece.text);
+                let de = serde_norway::Deserializer::from_str(piece.text);
+                match serde_path_to_error::deserialize::<_, Config>(de) {
+                    Ok(config) => v1 = Some((config, spans, piece.first_line, at)),
+                    Err(e) => errors.extend(
+                        schema_error(e, &spans)
+                            .0
+                            .into_iter()
+                            .map(|e| documents::place(e, piece.first_line, at.as_ref())),
+                    ),
+                }
+            }
         }
     }
-    let de = serde_norway::Deserializer::from_str(text);
-    let config: Config = match serde_path_to_error::deserialize(de) {
-        Ok(config) => config,
-        Err(e) => return Err(schema_error(e, &spans)),
+    if seen == 0 && errors.is_empty() {
+        return Err(ConfigErrors(documents::empty()));
+    }
+    let (mut config, v1_spans) = match v1 {
+        Some((config, spans, first_line, at)) => {
+            let (e, w) = validate::validate(&config, &spans);
+            errors.extend(
+                e.into_iter()
+                    .map(|e| documents::place(e, first_line, at.as_ref())),
+            );
+            warnings.extend(
+                w.into_iter()
+                    .map(|w| documents::place_warning(w, first_line, at.as_ref())),
+            );
+            (config, Some((spans, first_line, at)))
+        }
+        None => (Config::default(), None),
     };
-    let (errors, warnings) = validate::validate(&config, &spans);
+    config.documents = docs;
+    let (e, w) = docs_validate::validate(
+        &config,
+        v1_spans.as_ref().map(|(s, l, a)| (s, *l, a.as_ref())),
+    );
+    errors.extend(e);
+    warnings.extend(w);
     if errors.is_empty() {
+        let pos = |line: Option<usize>| line.unwrap_or(usize::MAX);
+        warnings.sort_by_key(|w| pos(w.line));
         Ok(Parsed { config, warnings })
     } else {
+        errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         Err(ConfigErrors(errors))
+    }
+}
+
+/// A line with nothing but white space or a comment.
+fn blank(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with('#')
+}
+
+/// A YAML syntax error, placed where the parser found it.
+pub(crate) fn syntax_error(e: &serde_norway::Error) -> ConfigError {
+    let location = e.location();
+    ConfigError {
+        path: YamlPath::root().to_string(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        message: clean_message(&e.to_string(), location.map(|l| (l.line(), l.column()))),
     }
 }
 
@@ -82,14 +145,17 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, ConfigErrors> {
     }
 }
 
-fn one(error: ConfigError) -> ConfigErrors {
+pub(crate) fn one(error: ConfigError) -> ConfigErrors {
     ConfigErrors(vec![error])
 }
 
 /// Converts serde's first error, placing it by path (serde_norway's own
 /// position is that of the enclosing key for values checked by
 /// `try_from`).
-fn schema_error(e: serde_path_to_error::Error<serde_norway::Error>, spans: &Spans) -> ConfigErrors {
+pub(crate) fn schema_error(
+    e: serde_path_to_error::Error<serde_norway::Error>,
+    spans: &Spans,
+) -> ConfigErrors {
     let mut segments = Vec::new();
     for segment in e.path().iter() {
         match segment {

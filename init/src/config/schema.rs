@@ -37,6 +37,10 @@ section! {
         pub machine: Machine,
         #[serde(default, deserialize_with = "null_as_default")]
         pub cluster: Cluster,
+        /// The other documents of a multi-document config (Talos 1.12+):
+        /// the network kinds Keel implements.
+        #[serde(skip)]
+        pub documents: super::netdocs::Documents,
     }
     unsupported {
         debug = "debug",

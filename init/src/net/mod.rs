@@ -1,6 +1,7 @@
 //! Network links. Naming, selectors and configuration build on this.
 
 pub mod apply;
+pub mod cel;
 pub mod dhcp;
 pub mod dns;
 pub mod etc;

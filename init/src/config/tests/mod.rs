@@ -2,6 +2,7 @@
 //! fixtures, a table of broken configs, interface merging, and warnings.
 
 mod broken;
+mod documents;
 mod fixtures;
 mod merging;
 mod warnings;
