@@ -219,6 +219,7 @@ fn lease_is_applied_renewed_and_released() {
             RunOptions {
                 route_metric: Some(77),
                 hostname: Some("keel-test".into()),
+                client_id: keel::net::plan::ClientId::Mac,
             },
             rtnl,
             tx,

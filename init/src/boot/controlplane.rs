@@ -190,7 +190,7 @@ fn start_vips(
     net: watch::Receiver<Status>,
     stop: watch::Receiver<bool>,
 ) -> Option<Vips> {
-    let vips: Vec<_> = crate::net::spec::from_config(config).vips().collect();
+    let vips = crate::net::spec::from_config(config).vips;
     if vips.is_empty() {
         return None;
     }

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use super::error::{ConfigError, Warning, YamlPath};
 use super::netdocs::{
-    AutoHostname, ClientIdentifier, CommonLink, DocRef, Documents, HostnameConfig, RouteConfig,
+    hex_bytes, AutoHostname, ClientIdentifier, CommonLink, DocRef, Documents, HostnameConfig,
+    RouteConfig,
 };
 use super::schema::{addressing_blocks, Config, Link};
 use super::spans::Spans;
@@ -121,25 +122,13 @@ pub(crate) fn dhcp4(
             "duidRaw is set but clientIdentifier is not duid, expected `clientIdentifier: duid`"
                 .into(),
         )],
-        (true, Some(d)) if duid_bytes(d).is_none() => vec![at(
+        (true, Some(d)) if hex_bytes(d).is_none() => vec![at(
             spans,
             &root().key("duidRaw"),
             "duidRaw is not hex bytes, expected e.g. 00:01:00:01:23:45:67:89".into(),
         )],
         _ => Vec::new(),
     }
-}
-
-/// `00:01:...` or `0001...` → bytes.
-pub fn duid_bytes(s: &str) -> Option<Vec<u8>> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect();
-    if hex.is_empty() || !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 pub(crate) fn hostname(h: &HostnameConfig, spans: &Spans) -> Vec<ConfigError> {

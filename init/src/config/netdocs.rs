@@ -217,6 +217,25 @@ pub struct Dhcp4Config {
     pub ignore_routes: Option<Unsupported>,
 }
 
+impl Dhcp4Config {
+    /// `duidRaw` as bytes.
+    pub fn duid(&self) -> Option<Vec<u8>> {
+        hex_bytes(self.duid_raw.as_deref()?)
+    }
+}
+
+/// `00:01:...` or `0001...` → bytes; None unless whole hex bytes.
+pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// `auto` of `HostnameConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -113,7 +113,7 @@ async fn apply_link(
             changes.push(format!("{name}: created dummy link"));
             known.refresh(rtnl).await?;
         }
-        Some(Create::Vlan { parent, id }) => {
+        Some(Create::Vlan { parent, id, qinq }) => {
             // A VLAN carries nothing while its parent is down.
             let p = known.need(parent)?;
             if !p.up {
@@ -121,8 +121,9 @@ async fn apply_link(
                 changes.push(format!("{parent}: up (parent of {name})"));
             }
             if !existed {
-                rtnl.ensure_vlan(name, parent, *id).await?;
-                changes.push(format!("{name}: created VLAN {id} on {parent}"));
+                rtnl.ensure_vlan(name, parent, *id, *qinq).await?;
+                let mode = if *qinq { " (802.1ad)" } else { "" };
+                changes.push(format!("{name}: created VLAN {id}{mode} on {parent}"));
                 known.refresh(rtnl).await?;
             }
         }
@@ -158,20 +159,35 @@ async fn apply_link(
         _ => {}
     }
     let link = known.need(name)?;
+    if let Some(mac) = lp.mac.filter(|m| link.mac != Some(*m)) {
+        rtnl.set_link_mac(&link, mac).await?;
+        let text: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+        changes.push(format!("{name}: MAC {}", text.join(":")));
+    }
     if let Some(mtu) = lp.mtu {
         if link.mtu != Some(mtu) {
             rtnl.set_link_mtu(&link, mtu).await?;
             changes.push(format!("{name}: MTU {mtu}"));
         }
     }
-    if !link.up {
+    if lp.up && !link.up {
         rtnl.set_link_up(&link).await?;
         changes.push(format!("{name}: up"));
+    } else if !lp.up && link.up {
+        // Talos's `up: false`: configured, but administratively down.
+        rtnl.set_link_down(&link).await?;
+        changes.push(format!("{name}: down (up: false)"));
     }
     let have = rtnl.link_addresses(&link).await?;
     for &(ip, prefix) in &lp.addresses {
         if !have.contains(&(ip, prefix)) {
-            rtnl.add_link_address(&link, ip, prefix).await?;
+            let priority = lp
+                .priorities
+                .iter()
+                .find(|(a, _)| *a == (ip, prefix))
+                .map(|(_, p)| *p);
+            rtnl.add_link_address_with(&link, ip, prefix, priority)
+                .await?;
             changes.push(format!("{name}: address {ip}/{prefix}"));
         }
     }

@@ -21,6 +21,8 @@ pub enum HostnameSource {
     Config,
     Cmdline,
     Dhcp,
+    /// `HostnameConfig`'s `auto: stable`.
+    Auto,
 }
 
 /// A chosen hostname, split the way the kernel keeps it: `sethostname(2)`

@@ -21,7 +21,7 @@ use super::dhcp::runner::{self, DhcpEvent, RunLink, RunOptions};
 use super::dhcp::Lease;
 use super::dns::{self, Hostname};
 use super::ipcfg::NetParams;
-use super::plan::{self, Inventory, Plan, Problem};
+use super::plan::{self, DhcpPlan, Inventory, Plan, Problem};
 use super::rtnl::Rtnl;
 use super::spec::{self, NetSpec};
 use super::{apply, etc, naming, rename, sysfs};
@@ -71,7 +71,8 @@ struct Running {
     task: JoinHandle<()>,
     /// Asks the runner to release its lease and undo what it applied.
     stop: tokio::sync::oneshot::Sender<()>,
-    route_metric: u32,
+    /// What it was started with: a change restarts it.
+    plan: DhcpPlan,
 }
 
 /// What has been logged and still holds, by topic: a line is logged when
@@ -110,6 +111,8 @@ pub struct Manager {
     announced: bool,
     last_plan: Plan,
     hostname: Option<String>,
+    /// What `auto: stable` names the node after, read at start.
+    identity: Option<String>,
 }
 
 impl Manager {
@@ -130,6 +133,7 @@ impl Manager {
             announced: false,
             last_plan: Plan::default(),
             hostname: None,
+            identity: None,
         };
         (m, rx)
     }
@@ -145,6 +149,7 @@ impl Manager {
             Err(e) => log::error!("network: {e}"),
         }
         let links = sysfs::read_links(&self.settings.sys_root);
+        self.identity = etc::machine_identity(&self.settings.sys_root, &links);
         for l in links.iter().filter(|l| l.device.is_some()) {
             log::info!(
                 "network: {}",
@@ -270,6 +275,13 @@ impl Manager {
                 Problem::Ambiguous { .. } => log::error!("network: {line}"),
             }
         }
+        let aliases = plan
+            .aliases
+            .iter()
+            .map(|(a, l)| format!("link alias {a} is {l}"));
+        for line in self.reported.update("aliases", aliases) {
+            log::info!("network: {line}");
+        }
         self.stop_dhcp(&plan).await;
         let report = apply::apply(&self.rtnl, &plan, &self.settings.sys_root).await;
         for c in &report.changes {
@@ -309,7 +321,7 @@ impl Manager {
         let stale: Vec<String> = self
             .dhcp
             .iter()
-            .filter(|(name, r)| wanted.get(name.as_str()) != Some(&r.route_metric))
+            .filter(|(name, r)| wanted.get(name.as_str()) != Some(&&r.plan))
             .map(|(n, _)| n.clone())
             .collect();
         for name in stale {
@@ -339,7 +351,7 @@ impl Manager {
 
     /// Starts a DHCP client for every planned DHCP link that has none.
     async fn start_dhcp(&mut self, plan: &Plan) {
-        for (name, metric) in dhcp_links(plan) {
+        for (name, dhcp) in dhcp_links(plan) {
             if self.dhcp.contains_key(name) {
                 continue;
             }
@@ -361,8 +373,9 @@ impl Manager {
                     mac,
                 },
                 RunOptions {
-                    route_metric: Some(metric),
+                    route_metric: Some(dhcp.route_metric),
                     hostname: self.hostname.clone(),
+                    client_id: dhcp.client_id.clone(),
                 },
                 self.rtnl.clone(),
                 self.dhcp_tx.clone(),
@@ -375,7 +388,7 @@ impl Manager {
                 Running {
                     task,
                     stop,
-                    route_metric: metric,
+                    plan: dhcp.clone(),
                 },
             );
         }
@@ -429,6 +442,7 @@ impl Manager {
             cmdline: &self.settings.params,
             leases: &self.leases,
             plan: &self.last_plan,
+            identity: self.identity.as_deref(),
         });
         for n in self.reported.update("etc notes", files.notes.clone()) {
             log::warn!("network: {n}");
@@ -474,11 +488,11 @@ impl Manager {
     }
 }
 
-/// Planned DHCP links and their route metrics.
-fn dhcp_links(plan: &Plan) -> BTreeMap<&str, u32> {
+/// Planned DHCP links and how each runs DHCP.
+fn dhcp_links(plan: &Plan) -> BTreeMap<&str, &DhcpPlan> {
     plan.links
         .iter()
-        .filter_map(|l| Some((l.name.as_str(), l.dhcp?.route_metric)))
+        .filter_map(|l| Some((l.name.as_str(), l.dhcp.as_ref()?)))
         .collect()
 }
 

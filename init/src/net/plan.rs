@@ -25,7 +25,7 @@ use netlink_packet_route::link::{BondLacpRate, BondMode, BondXmitHashPolicy};
 use super::ipcfg::{Autoconf, NetParams, IFNAME_MAX};
 use super::rtnl::BondSettings;
 use super::selector::{select, Selection};
-use super::spec::{LinkAddressing, LinkKind, LinkRef, LinkSpec, NetSpec};
+use super::spec::{AliasSpec, LinkKind, LinkRef, LinkSpec, NetSpec};
 use super::sysfs::LinkFacts;
 use crate::config::bond::{self, Bond};
 
@@ -60,6 +60,8 @@ pub enum Create {
     Vlan {
         parent: String,
         id: u16,
+        /// 802.1ad (QinQ) instead of 802.1Q.
+        qinq: bool,
     },
     Bond {
         settings: BondSettings,
@@ -80,10 +82,35 @@ pub struct RoutePlan {
     pub mtu: Option<u32>,
 }
 
+/// What DHCPv4 sends as its client identifier (option 61).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientId {
+    /// Type 1 (Ethernet) and the MAC, RFC 2132 9.14 (Talos's default).
+    #[default]
+    Mac,
+    /// No option 61.
+    None,
+    /// RFC 4361: type 255, an IAID and this DUID.
+    Duid(Vec<u8>),
+}
+
 /// DHCPv4 on a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpPlan {
     pub route_metric: u32,
+    /// Do not take the hostname from this link's lease.
+    pub ignore_hostname: bool,
+    pub client_id: ClientId,
+}
+
+impl Default for DhcpPlan {
+    fn default() -> DhcpPlan {
+        DhcpPlan {
+            route_metric: DEFAULT_ROUTE_METRIC,
+            ignore_hostname: false,
+            client_id: ClientId::Mac,
+        }
+    }
 }
 
 /// Everything one link should have.
@@ -95,8 +122,15 @@ pub struct LinkPlan {
     /// (deviceSelector {hardwareAddr: …})`, `ip=`, `no config: DHCP`.
     pub origin: String,
     pub create: Option<Create>,
+    /// Administratively up (default) or down.
+    pub up: bool,
+    /// The MAC to set, for links Keel creates.
+    pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
     pub addresses: Vec<(IpAddr, u8)>,
+    /// The metric of an address's prefix route (IFA_RT_PRIORITY), where
+    /// the config sets one.
+    pub priorities: Vec<((IpAddr, u8), u32)>,
     pub routes: Vec<RoutePlan>,
     pub dhcp: Option<DhcpPlan>,
 }
@@ -108,8 +142,11 @@ impl LinkPlan {
             name: name.to_owned(),
             origin,
             create: None,
+            up: true,
+            mac: None,
             mtu: None,
             addresses: Vec::new(),
+            priorities: Vec::new(),
             routes: Vec::new(),
             dhcp: None,
         }
@@ -152,6 +189,8 @@ pub struct Plan {
     /// The link each VIP lives on (`<link>.<vid>` for a VLAN VIP). The
     /// address itself is the election's to add, not the plan's.
     pub vips: BTreeMap<IpAddr, String>,
+    /// Each link alias (`LinkAliasConfig`) and the link it names now.
+    pub aliases: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -193,6 +232,15 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
     let mut p = Plan::default();
     let mut claimed: Vec<String> = Vec::new();
     let links = spec.map(|s| s.links.as_slice()).unwrap_or_default();
+    let r = Resolver {
+        inv,
+        aliases: spec.map(|s| s.aliases.as_slice()).unwrap_or_default(),
+    };
+    for a in r.aliases {
+        if let Some(l) = r.alias(a, &mut p.problems) {
+            p.aliases.insert(a.name.clone(), l);
+        }
+    }
 
     // Ignored links first: nothing else may touch them.
     for name in &params.ignore {
@@ -200,7 +248,7 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
         push_unique(&mut p.ignored, cur);
     }
     for l in links.iter().filter(|l| l.ignore) {
-        for name in resolve(&l.link, &l.origin, inv, &mut p.problems) {
+        for name in r.resolve(&l.link, &l.origin, &mut p.problems) {
             push_unique(&mut p.ignored, &name);
         }
     }
@@ -210,19 +258,19 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
     let mut resolved: Vec<(&LinkRef, String)> = Vec::new();
     for l in links.iter().filter(|l| !l.ignore) {
         let targets = match &l.kind {
-            LinkKind::Existing => resolve(&l.link, &l.origin, inv, &mut p.problems),
+            LinkKind::Existing => r.resolve(&l.link, &l.origin, &mut p.problems),
             // Validation gives created links a name.
             LinkKind::Dummy | LinkKind::Bond { .. } => match &l.link {
                 LinkRef::Name(n) => vec![n.clone()],
                 _ => Vec::new(),
             },
-            LinkKind::Vlan { parent, id } => {
+            LinkKind::Vlan { parent, id, qinq } => {
                 let configured = || links.iter().any(|o| &o.link == parent && !o.ignore);
                 let parents = match resolved.iter().find(|(r, _)| *r == parent) {
                     Some((_, name)) => vec![name.clone()],
                     // The parent's own entry has reported why it is missing.
                     None if configured() => Vec::new(),
-                    None => resolve(parent, &l.origin, inv, &mut p.problems),
+                    None => r.resolve(parent, &l.origin, &mut p.problems),
                 };
                 for parent in parents {
                     if p.ignored.contains(&parent) {
@@ -233,9 +281,12 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
                         _ => vlan_name(&parent, *id),
                     };
                     let mut lp = LinkPlan::new(&name, l.origin.clone());
-                    lp.create = Some(Create::Vlan { parent, id: *id });
-                    fill(&mut lp, &l.addressing);
-                    vip_links(&mut p.vips, l, &name);
+                    lp.create = Some(Create::Vlan {
+                        parent,
+                        id: *id,
+                        qinq: *qinq,
+                    });
+                    fill(&mut lp, l);
                     vlans.push(lp);
                 }
                 continue;
@@ -254,7 +305,7 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
                     members,
                     primary,
                 } => {
-                    let members = bond_members(members, inv, &l.origin, &mut p.problems);
+                    let members = r.bond_members(members, &l.origin, &mut p.problems);
                     for m in &members {
                         push_unique(&mut claimed, m);
                     }
@@ -268,9 +319,8 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
                 }
                 _ => None,
             };
-            fill(&mut lp, &l.addressing);
+            fill(&mut lp, l);
             claimed.push(name.clone());
-            vip_links(&mut p.vips, l, &name);
             if matches!(l.kind, LinkKind::Bond { .. }) {
                 bonds.push(lp);
             } else {
@@ -288,7 +338,11 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
             continue;
         }
         let mut lp = LinkPlan::new(&v.name, format!("vlan={}:{}", v.name, v.parent));
-        lp.create = Some(Create::Vlan { parent, id: v.id });
+        lp.create = Some(Create::Vlan {
+            parent,
+            id: v.id,
+            qinq: false,
+        });
         vlans.push(lp);
     }
 
@@ -338,9 +392,7 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
                 }
             }
             if matches!(ip.autoconf, Autoconf::Dhcp | Autoconf::Any) && ip.client.is_none() {
-                lp.dhcp = Some(DhcpPlan {
-                    route_metric: DEFAULT_ROUTE_METRIC,
-                });
+                lp.dhcp = Some(DhcpPlan::default());
             }
             if ip.mtu.is_some() {
                 lp.mtu = ip.mtu;
@@ -362,14 +414,31 @@ pub fn plan(spec: Option<&NetSpec>, params: &NetParams, inv: &Inventory) -> Plan
                 "no config yet: DHCP"
             };
             let lp = entry(&mut p.links, &l.name, origin);
-            lp.dhcp.get_or_insert(DhcpPlan {
-                route_metric: DEFAULT_ROUTE_METRIC,
-            });
+            lp.dhcp.get_or_insert_with(DhcpPlan::default);
         }
     }
 
     p.links.extend(bonds);
     p.links.extend(vlans);
+    // The VIPs' links, once the links they name exist or are planned.
+    for v in spec.map(|s| s.vips.as_slice()).unwrap_or_default() {
+        let origin = format!("VIP {} ({})", v.ip, v.origin);
+        let planned = match &v.link {
+            LinkRef::VlanOf { parent, id } => r
+                .resolve(parent, &origin, &mut Vec::new())
+                .into_iter()
+                .map(|parent| vlan_name(&parent, *id))
+                .collect(),
+            LinkRef::Name(n) if p.link(n).is_some() => vec![n.clone()],
+            other => r.resolve(other, &origin, &mut Vec::new()),
+        };
+        if let Some(name) = planned
+            .into_iter()
+            .find(|n| p.link(n).is_some() || inv.find(n).is_some())
+        {
+            p.vips.insert(v.ip, name);
+        }
+    }
     p
 }
 
@@ -396,18 +465,63 @@ fn push_problem(v: &mut Vec<Problem>, p: Problem) {
     }
 }
 
-/// The current names of the links `link` names (none or one).
-fn resolve(
-    link: &LinkRef,
-    origin: &str,
-    inv: &Inventory,
-    problems: &mut Vec<Problem>,
-) -> Vec<String> {
-    let origin = origin.to_owned();
-    match link {
-        LinkRef::Name(n) => match inv.find(n) {
-            Some(l) => vec![l.name.clone()],
-            None => {
+/// Finds links: by name (current or alternative), by device selector,
+/// or by link alias.
+struct Resolver<'a> {
+    inv: &'a Inventory,
+    aliases: &'a [AliasSpec],
+}
+
+impl Resolver<'_> {
+    /// The one physical link `alias`'s selector matches (only physical
+    /// links are candidates, as in Talos).
+    fn alias(&self, alias: &AliasSpec, problems: &mut Vec<Problem>) -> Option<String> {
+        let origin = format!("link alias {} ({})", alias.name, alias.origin);
+        let hits: Vec<&str> = self
+            .inv
+            .links
+            .iter()
+            .filter(|l| l.is_physical() && l.kind.is_none() && alias.selector.matches(l))
+            .map(|l| l.name.as_str())
+            .collect();
+        match hits[..] {
+            [one] => Some(one.to_owned()),
+            [] => {
+                push_problem(
+                    problems,
+                    Problem::Waiting {
+                        origin,
+                        what: format!("a link matching {}", alias.selector),
+                    },
+                );
+                None
+            }
+            _ => {
+                push_problem(
+                    problems,
+                    Problem::Ambiguous {
+                        origin,
+                        links: hits.iter().map(|h| h.to_string()).collect(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// The current names of the links `link` names (none or one). A name
+    /// is a link's current or alternative name first, else an alias
+    /// (Talos: real names win).
+    fn resolve(&self, link: &LinkRef, origin: &str, problems: &mut Vec<Problem>) -> Vec<String> {
+        let origin = origin.to_owned();
+        match link {
+            LinkRef::Name(n) => {
+                if let Some(l) = self.inv.find(n) {
+                    return vec![l.name.clone()];
+                }
+                if let Some(a) = self.aliases.iter().find(|a| &a.name == n) {
+                    return self.alias(a, &mut Vec::new()).into_iter().collect();
+                }
                 push_problem(
                     problems,
                     Problem::Waiting {
@@ -417,88 +531,110 @@ fn resolve(
                 );
                 Vec::new()
             }
-        },
-        LinkRef::Selector(sel) => match select(sel, &inv.links) {
-            Selection::One(l) => vec![l.name.clone()],
-            Selection::None => {
-                push_problem(
-                    problems,
-                    Problem::Waiting {
-                        origin,
-                        what: "a matching link to appear".into(),
-                    },
-                );
-                Vec::new()
-            }
-            s @ Selection::Many(_) => {
-                push_problem(
-                    problems,
-                    Problem::Ambiguous {
-                        origin,
-                        links: s.names().into_iter().map(String::from).collect(),
-                    },
-                );
-                Vec::new()
-            }
-        },
-        LinkRef::VlanOf { parent, id } => resolve(parent, &origin, inv, problems)
-            .into_iter()
-            .map(|p| vlan_name(&p, *id))
-            .collect(),
+            LinkRef::Selector(sel) => match select(sel, &self.inv.links) {
+                Selection::One(l) => vec![l.name.clone()],
+                Selection::None => {
+                    push_problem(
+                        problems,
+                        Problem::Waiting {
+                            origin,
+                            what: "a matching link to appear".into(),
+                        },
+                    );
+                    Vec::new()
+                }
+                s @ Selection::Many(_) => {
+                    push_problem(
+                        problems,
+                        Problem::Ambiguous {
+                            origin,
+                            links: s.names().into_iter().map(String::from).collect(),
+                        },
+                    );
+                    Vec::new()
+                }
+            },
+            LinkRef::VlanOf { parent, id } => self
+                .resolve(parent, &origin, problems)
+                .into_iter()
+                .map(|p| vlan_name(&p, *id))
+                .collect(),
+        }
     }
-}
 
-/// Bond members: named ones that exist, and every link each selector
-/// matches (in a bond, a selector may match several links).
-fn bond_members(
-    members: &[LinkRef],
-    inv: &Inventory,
-    origin: &str,
-    problems: &mut Vec<Problem>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in members {
-        match m {
-            LinkRef::Selector(sel) => {
-                let selection = select(sel, &inv.links);
-                let hits = selection.names();
-                if hits.is_empty() {
+    /// Bond members: named ones that exist, and every link each selector
+    /// matches (in a bond, a selector may match several links).
+    fn bond_members(
+        &self,
+        members: &[LinkRef],
+        origin: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in members {
+            match m {
+                LinkRef::Selector(sel) => {
+                    let selection = select(sel, &self.inv.links);
+                    let hits = selection.names();
+                    if hits.is_empty() {
+                        push_problem(
+                            problems,
+                            Problem::Waiting {
+                                origin: origin.to_owned(),
+                                what: format!("a bond member matching {sel} to appear"),
+                            },
+                        );
+                    }
+                    for h in hits {
+                        push_unique(&mut out, h);
+                    }
+                }
+                LinkRef::Name(n)
+                    if self.inv.find(n).is_none() && !self.aliases.iter().any(|a| &a.name == n) =>
+                {
                     push_problem(
                         problems,
                         Problem::Waiting {
                             origin: origin.to_owned(),
-                            what: format!("a bond member matching {sel} to appear"),
+                            what: format!("bond member {n} to appear"),
                         },
                     );
                 }
-                for h in hits {
-                    push_unique(&mut out, h);
-                }
-            }
-            LinkRef::Name(n) => match inv.find(n) {
-                Some(l) => push_unique(&mut out, l.name.as_str()),
-                None => push_problem(
-                    problems,
-                    Problem::Waiting {
-                        origin: origin.to_owned(),
-                        what: format!("bond member {n} to appear"),
-                    },
-                ),
-            },
-            LinkRef::VlanOf { .. } => {
-                for name in resolve(m, origin, inv, problems) {
-                    push_unique(&mut out, name);
+                _ => {
+                    for name in self.resolve(m, origin, problems) {
+                        push_unique(&mut out, name);
+                    }
                 }
             }
         }
+        out
     }
-    out
 }
 
 /// The kernel bonding driver's settings for a Talos bond.
 pub(crate) fn bond_settings(b: &Bond) -> BondSettings {
+    bond_options(
+        b.mode,
+        b.miimon,
+        b.updelay,
+        b.downdelay,
+        b.lacp_rate,
+        b.xmit_hash_policy,
+    )
+}
+
+/// The bond options Keel applies, from Talos's values (shared by
+/// `machine.network` bonds and `BondConfig`).
+pub(crate) fn bond_options(
+    mode: Option<bond::BondMode>,
+    miimon: Option<u32>,
+    updelay: Option<u32>,
+    downdelay: Option<u32>,
+    lacp_rate: Option<bond::LacpRate>,
+    xmit_hash_policy: Option<bond::XmitHashPolicy>,
+) -> BondSettings {
     BondSettings {
-        mode: b.mode.map(|m| match m {
+        mode: mode.map(|m| match m {
             bond::BondMode::BalanceRr => BondMode::BalanceRr,
             bond::BondMode::ActiveBackup => BondMode::ActiveBackup,
             bond::BondMode::BalanceXor => BondMode::BalanceXor,
@@ -507,14 +643,14 @@ pub(crate) fn bond_settings(b: &Bond) -> BondSettings {
             bond::BondMode::BalanceTlb => BondMode::BalanceTlb,
             bond::BondMode::BalanceAlb => BondMode::BalanceAlb,
         }),
-        miimon: b.miimon,
-        updelay: b.updelay,
-        downdelay: b.downdelay,
-        lacp_rate: b.lacp_rate.map(|r| match r {
+        miimon,
+        updelay,
+        downdelay,
+        lacp_rate: lacp_rate.map(|r| match r {
             bond::LacpRate::Slow => BondLacpRate::Slow,
             bond::LacpRate::Fast => BondLacpRate::Fast,
         }),
-        xmit_hash_policy: b.xmit_hash_policy.map(|x| match x {
+        xmit_hash_policy: xmit_hash_policy.map(|x| match x {
             bond::XmitHashPolicy::Layer2 => BondXmitHashPolicy::Layer2,
             bond::XmitHashPolicy::Layer34 => BondXmitHashPolicy::Layer34,
             bond::XmitHashPolicy::Layer23 => BondXmitHashPolicy::Layer23,
@@ -524,24 +660,21 @@ pub(crate) fn bond_settings(b: &Bond) -> BondSettings {
     }
 }
 
-/// A link's addresses, routes, MTU and DHCP, from its spec.
-fn fill(lp: &mut LinkPlan, a: &LinkAddressing) {
+/// A link's state, addresses, routes, MTU and DHCP, from its spec.
+fn fill(lp: &mut LinkPlan, l: &LinkSpec) {
+    let a = &l.addressing;
+    lp.up = l.up;
+    lp.mac = l.mac;
     lp.mtu = a.mtu;
     for addr in &a.addresses {
         push_unique(&mut lp.addresses, *addr);
     }
+    lp.priorities.extend(a.priorities.iter().copied());
     for r in &a.routes {
         push_unique(&mut lp.routes, r.clone());
     }
     if a.dhcp.is_some() {
-        lp.dhcp = a.dhcp;
-    }
-}
-
-/// Records the link `name` as the home of `spec`'s VIPs.
-fn vip_links(vips: &mut BTreeMap<IpAddr, String>, spec: &LinkSpec, name: &str) {
-    for v in &spec.vips {
-        vips.insert(v.ip, name.to_owned());
+        lp.dhcp = a.dhcp.clone();
     }
 }
 

@@ -59,12 +59,14 @@ fn summary(p: &Plan) -> Vec<String> {
             if let Some(m) = l.mtu {
                 parts.push(format!("mtu {m}"));
             }
-            if let Some(d) = l.dhcp {
+            if let Some(d) = &l.dhcp {
                 parts.push(format!("dhcp metric {}", d.route_metric));
             }
             match &l.create {
                 Some(Create::Dummy) => parts.push("dummy".into()),
-                Some(Create::Vlan { parent, id }) => parts.push(format!("vlan {id} on {parent}")),
+                Some(Create::Vlan { parent, id, .. }) => {
+                    parts.push(format!("vlan {id} on {parent}"))
+                }
                 Some(Create::Bond {
                     members, primary, ..
                 }) => parts.push(format!(
@@ -317,5 +319,93 @@ fn vip_links() {
                 "{what}: a VIP is in the plan's addresses: {l:?}"
             );
         }
+    }
+}
+
+/// The network documents map onto the same plan as `machine.network`.
+/// Each case is a whole config (documents, maybe a v1alpha1 document
+/// first); the inventory is `enp0s2` (eth0, 52:54:00:00:00:02) and
+/// `enp0s3` (eth1, …:03).
+#[test]
+fn documents_plan_table() {
+    const V1: &str = "version: v1alpha1\nmachine:\n  type: worker\n";
+    const ALIAS: &str = "apiVersion: v1alpha1\nkind: LinkAliasConfig\nname: net0\nselector:\n  match: mac(link.permanent_addr) == \"52:54:00:00:00:03\"\n---\n";
+    struct Case {
+        what: &'static str,
+        yaml: String,
+        want: &'static [&'static str],
+        vips: &'static [(&'static str, &'static str)],
+        problems: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            what: "LinkConfig: addresses with routePriority, routes, MTU; others stay unconfigured",
+            yaml: format!("{V1}---\napiVersion: v1alpha1\nkind: LinkConfig\nname: eth0\nmtu: 9000\naddresses:\n  - address: 10.5.0.11/24\n    routePriority: 50\nroutes:\n  - gateway: 10.5.0.1\n  - destination: 10.9.0.0/16\n    gateway: 10.5.0.254\n    metric: 10\n"),
+            want: &["enp0s2 | 10.5.0.11/24 | default via 10.5.0.1 metric 1024 | 10.9.0.0/16 via 10.5.0.254 metric 10 | mtu 9000"],
+            vips: &[],
+            problems: &[],
+        },
+        Case {
+            what: "an alias names the link; the VIP and a VLAN use the alias",
+            yaml: format!("{ALIAS}apiVersion: v1alpha1\nkind: LinkConfig\nname: net0\naddresses:\n  - address: 10.5.0.12/24\n---\napiVersion: v1alpha1\nkind: VLANConfig\nname: net0.7\nvlanID: 7\nparent: net0\naddresses:\n  - address: 10.7.0.12/24\n---\napiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 10.5.0.100\nlink: net0\n---\napiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 10.5.0.101\nlink: net0\n"),
+            want: &["enp0s3 | 10.5.0.12/24", "net0.7 | 10.7.0.12/24 | vlan 7 on enp0s3"],
+            vips: &[("10.5.0.100", "enp0s3"), ("10.5.0.101", "enp0s3")],
+            problems: &[],
+        },
+        Case {
+            what: "DHCPv4Config with a route metric; DummyLinkConfig; BondConfig of both NICs",
+            yaml: "apiVersion: v1alpha1\nkind: DummyLinkConfig\nname: dummy0\naddresses:\n  - address: 192.168.1.100/32\n---\napiVersion: v1alpha1\nkind: BondConfig\nname: bond0\nlinks: [eth0, enp0s3]\nbondMode: active-backup\n---\napiVersion: v1alpha1\nkind: DHCPv4Config\nname: bond0\nrouteMetric: 512\n".to_owned(),
+            want: &["dummy0 | 192.168.1.100/32 | dummy", "bond0 | dhcp metric 512 | bond [enp0s2 enp0s3] primary -"],
+            vips: &[],
+            problems: &[],
+        },
+        Case {
+            what: "machine.network and a LinkConfig for one link: the document wins for MTU, addresses add",
+            yaml: "machine:\n  type: worker\n  network:\n    interfaces:\n      - interface: eth0\n        mtu: 1400\n        addresses: [10.5.0.11/24]\n        vip:\n          ip: 10.5.0.100\n---\napiVersion: v1alpha1\nkind: LinkConfig\nname: eth0\nmtu: 9000\naddresses:\n  - address: 10.6.0.11/24\n".to_owned(),
+            want: &["enp0s2 | 10.5.0.11/24 | 10.6.0.11/24 | mtu 9000"],
+            vips: &[("10.5.0.100", "enp0s2")],
+            problems: &[],
+        },
+        Case {
+            what: "an alias that matches nothing: waiting, nothing configured for it",
+            yaml: "apiVersion: v1alpha1\nkind: LinkAliasConfig\nname: net9\nselector:\n  match: link.driver == \"e1000\"\n---\napiVersion: v1alpha1\nkind: LinkConfig\nname: net9\naddresses:\n  - address: 10.5.0.13/24\n".to_owned(),
+            want: &[],
+            vips: &[],
+            problems: &[
+                // The alias's own line says why; its users add nothing.
+                "link alias net9 (document 1 (LinkAliasConfig net9)): waiting for a link matching link.driver == \"e1000\"",
+            ],
+        },
+        Case {
+            what: "an alias that matches two links is an error for that alias",
+            yaml: "apiVersion: v1alpha1\nkind: LinkAliasConfig\nname: net0\nselector:\n  match: link.driver == \"virtio_net\"\n---\napiVersion: v1alpha1\nkind: LinkConfig\nname: net0\naddresses:\n  - address: 10.5.0.13/24\n".to_owned(),
+            want: &[],
+            vips: &[],
+            problems: &[
+                "link alias net0 (document 1 (LinkAliasConfig net0)): matches 2 links (enp0s2, enp0s3), expected exactly one; not configuring it",
+            ],
+        },
+    ];
+    for c in cases {
+        let parsed = match crate::config::parse(&c.yaml) {
+            Ok(p) => p.config,
+            Err(e) => panic!("{}: {e}\n{}", c.what, c.yaml),
+        };
+        let spec = crate::net::spec::from_config(&parsed);
+        let p = plan(Some(&spec), &params(""), &inventory());
+        assert_eq!(summary(&p), c.want, "{}", c.what);
+        let vips: Vec<(String, String)> = p
+            .vips
+            .iter()
+            .map(|(ip, l)| (ip.to_string(), l.clone()))
+            .collect();
+        let want: Vec<(String, String)> = c
+            .vips
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(vips, want, "{}: VIPs", c.what);
+        let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems, c.problems, "{}: problems", c.what);
     }
 }

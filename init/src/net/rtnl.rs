@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
     BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoData, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage,
+    LinkInfo, LinkMessage, VlanProtocol,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::AddressFamily;
@@ -349,12 +349,40 @@ impl Rtnl {
             .await
     }
 
-    pub async fn ensure_vlan(&self, name: &str, parent: &str, vid: u16) -> Result<(), RtnlError> {
+    /// Creates a VLAN link: 802.1Q, or 802.1ad (QinQ) with `qinq`.
+    pub async fn ensure_vlan(
+        &self,
+        name: &str,
+        parent: &str,
+        vid: u16,
+        qinq: bool,
+    ) -> Result<(), RtnlError> {
         let p = self.need(parent).await?;
-        self.add_link(
-            name,
-            "create VLAN",
-            LinkVlan::new(name, p.index, vid).build(),
+        let mut vlan = LinkVlan::new(name, p.index, vid);
+        if qinq {
+            vlan = vlan.protocol(VlanProtocol::Ieee8021Ad);
+        }
+        self.add_link(name, "create VLAN", vlan.build()).await
+    }
+
+    /// Sets a link's MAC address (`hardwareAddr` of a link Keel creates).
+    pub async fn set_link_mac(&self, l: &Link, mac: [u8; 6]) -> Result<(), RtnlError> {
+        self.set(
+            &l.name,
+            "set MAC address",
+            LinkUnspec::new_with_index(l.index)
+                .address(mac.to_vec())
+                .build(),
+        )
+        .await
+    }
+
+    /// [`Rtnl::set_down`] for a link already looked up.
+    pub async fn set_link_down(&self, l: &Link) -> Result<(), RtnlError> {
+        self.set(
+            &l.name,
+            "set down",
+            LinkUnspec::new_with_index(l.index).down().build(),
         )
         .await
     }
@@ -467,18 +495,31 @@ impl Rtnl {
         ip: IpAddr,
         prefix: u8,
     ) -> Result<(), RtnlError> {
-        let name = &l.name;
-        match self
-            .handle
-            .address()
-            .add(l.index, ip, prefix)
-            .execute()
-            .await
-        {
+        self.add_link_address_with(l, ip, prefix, None).await
+    }
+
+    /// [`Rtnl::add_link_address`] with the metric of the prefix route the
+    /// kernel adds for it (IFA_RT_PRIORITY, rtnetlink(7); Talos's
+    /// `routePriority`).
+    pub async fn add_link_address_with(
+        &self,
+        l: &Link,
+        ip: IpAddr,
+        prefix: u8,
+        priority: Option<u32>,
+    ) -> Result<(), RtnlError> {
+        use netlink_packet_route::address::AddressAttribute;
+        let mut req = self.handle.address().add(l.index, ip, prefix);
+        if let Some(p) = priority {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::RoutePriority(p));
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_exists(&e) => Ok(()),
             Err(source) => Err(RtnlError::Link {
-                link: name.to_string(),
+                link: l.name.clone(),
                 what: "add address",
                 source,
             }),

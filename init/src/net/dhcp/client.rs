@@ -606,7 +606,9 @@ impl Client {
         if self.config.broadcast_flag {
             p.flags = FLAG_BROADCAST;
         }
-        p.push(opt::CLIENT_ID, self.config.client_id.clone());
+        if !self.config.client_id.is_empty() {
+            p.push(opt::CLIENT_ID, self.config.client_id.clone());
+        }
         p
     }
 

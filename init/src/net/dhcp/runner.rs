@@ -26,6 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::client::{Action, Client, ClientConfig, Dest, StateKind};
 use super::lease::Lease;
 use super::socket::Transport;
+use crate::net::plan::ClientId;
 use crate::net::rtnl::{RouteSpec, Rtnl};
 
 pub use crate::net::DEFAULT_ROUTE_METRIC;
@@ -51,6 +52,8 @@ pub struct RunOptions {
     pub route_metric: Option<u32>,
     /// Sent as option 12.
     pub hostname: Option<String>,
+    /// Option 61; Talos's `clientIdentifier`.
+    pub client_id: ClientId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +193,18 @@ impl Runner {
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new(self.link.mac);
         c.hostname = self.opts.hostname.clone();
+        match &self.opts.client_id {
+            ClientId::Mac => {}
+            ClientId::None => c.client_id.clear(),
+            // RFC 4361 section 6.1: type 255, a 4-byte IAID (here the
+            // MAC's last four bytes, stable per link), then the DUID.
+            ClientId::Duid(duid) => {
+                let mut id = vec![255];
+                id.extend_from_slice(&self.link.mac[2..]);
+                id.extend_from_slice(duid);
+                c.client_id = id;
+            }
+        }
         // RFC 2132 9.10: at least 576; the link MTU bounds what can arrive.
         let mtu = self.mtu.unwrap_or(1500).max(576);
         c.max_message_size = u16::try_from(mtu).unwrap_or(u16::MAX);
