@@ -82,15 +82,21 @@ pub struct Options {
 
 impl Options {
     /// Every node's config rendered from `template` onto a `KEEL-CONFIG`
-    /// disk (`make run`); an unknown template field is an error naming it.
-    pub fn with_template(mut self, template: &str) -> anyhow::Result<Options> {
+    /// disk (`make run`), with `ca` as the cluster's etcd CA; an unknown
+    /// template field is an error naming it.
+    pub fn with_template(mut self, template: &str, ca: &crate::pki::Ca) -> anyhow::Result<Options> {
         self.setups = self
             .topology
             .nodes
             .iter()
             .map(|node| {
                 Ok(NodeSetup {
-                    config: Some(NodeConfig::Disk(render(template, &self.topology, node)?)),
+                    config: Some(NodeConfig::Disk(render(
+                        template,
+                        &self.topology,
+                        node,
+                        ca,
+                    )?)),
                     ..NodeSetup::default()
                 })
             })

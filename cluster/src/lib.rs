@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod nodes;
+pub mod pki;
 pub mod status;
 
 pub use cluster::{Cluster, Image, NodeConfig, NodeSetup, Options};

@@ -55,28 +55,34 @@ impl Topology {
         })
     }
 
-    /// The `initialCluster` block: one `name: http://address:2380` line
-    /// per node, indented for the template.
+    /// The `initialCluster` block: one `name: https://address:2380` line
+    /// per node (peers speak TLS: the config carries a CA), indented for
+    /// the template.
     pub fn initial_cluster(&self) -> String {
-        self.peer_urls()
+        self.peer_urls("https")
             .map(|(name, url)| format!("      {name}: {url}"))
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Each node's etcd member name and peer URL.
-    pub fn peer_urls(&self) -> impl Iterator<Item = (&str, String)> {
-        self.nodes
-            .iter()
-            .map(|n| (n.hostname.as_str(), format!("http://{}:2380", n.address)))
+    pub fn peer_urls<'a>(&'a self, scheme: &'a str) -> impl Iterator<Item = (&'a str, String)> {
+        self.nodes.iter().map(move |n| {
+            (
+                n.hostname.as_str(),
+                format!("{scheme}://{}:2380", n.address),
+            )
+        })
     }
 
     /// `node`'s kernel parameters for the benchmark floor
     /// (image/floor-init.sh): the same member name, address and etcd
     /// cluster the template gives a Keel node; node 1 takes the VIP.
     pub fn floor_params(&self, node: &NodeSpec) -> String {
+        // The floor's etcd runs without TLS (busybox has no way to make
+        // certificates); its peers are plain http.
         let cluster: Vec<String> = self
-            .peer_urls()
+            .peer_urls("http")
             .map(|(name, url)| format!("{name}={url}"))
             .collect();
         let mut p = format!(
@@ -95,7 +101,12 @@ impl Topology {
 
 /// The template with `node`'s values in place of its `{{…}}` fields; an
 /// unknown field is an error naming it.
-pub fn render(template: &str, topo: &Topology, node: &NodeSpec) -> anyhow::Result<String> {
+pub fn render(
+    template: &str,
+    topo: &Topology,
+    node: &NodeSpec,
+    ca: &crate::pki::Ca,
+) -> anyhow::Result<String> {
     let values = [
         ("hostname", node.hostname.clone()),
         ("mac", node.mac.clone()),
@@ -103,6 +114,8 @@ pub fn render(template: &str, topo: &Topology, node: &NodeSpec) -> anyhow::Resul
         ("prefix", topo.prefix.to_string()),
         ("vip", topo.vip.to_string()),
         ("initial_cluster", topo.initial_cluster()),
+        ("etcd_ca_crt", ca.crt_b64()),
+        ("etcd_ca_key", ca.key_b64()),
     ];
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
@@ -194,18 +207,19 @@ mod tests {
     #[test]
     fn rendering() {
         let t = Topology::new(2, Ipv4Addr::new(192, 168, 7, 50)).unwrap();
+        let ca = crate::pki::Ca::make().unwrap();
         let cases = [
             ("{{hostname}} {{ mac }} {{address}}/{{prefix}}", Ok("node2 52:54:00:00:07:12 192.168.7.12/24")),
             ("vip {{vip}}", Ok("vip 192.168.7.50")),
             (
                 "x:\n{{initial_cluster}}\n",
-                Ok("x:\n      node1: http://192.168.7.11:2380\n      node2: http://192.168.7.12:2380\n"),
+                Ok("x:\n      node1: https://192.168.7.11:2380\n      node2: https://192.168.7.12:2380\n"),
             ),
             ("{{nope}}", Err("unknown template field {{nope}}")),
             ("{{hostname", Err("unclosed")),
         ];
         for (template, want) in cases {
-            let got = render(template, &t, &t.nodes[1]);
+            let got = render(template, &t, &t.nodes[1], &ca);
             match (got, want) {
                 (Ok(g), Ok(w)) => assert_eq!(g, w, "{template}"),
                 (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{template}: {e}"),
@@ -239,19 +253,20 @@ mod tests {
     fn shipped_template() {
         let template = include_str!("../../examples/cluster.yaml.tmpl");
         let t = Topology::new(3, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
+        let ca = crate::pki::Ca::make().unwrap();
         for n in &t.nodes {
-            let y = render(template, &t, n).unwrap();
+            let y = render(template, &t, n, &ca).unwrap();
             if let Err(e) = keel::config::parse(&y) {
                 panic!("{} does not validate:\n{e}\n{y}", n.hostname);
             }
         }
-        let y = render(template, &t, &t.nodes[0]).unwrap();
+        let y = render(template, &t, &t.nodes[0], &ca).unwrap();
         for want in [
             "hostname: node1",
             "hardwareAddr: \"52:54:00:00:00:11\"",
             "addresses: [10.5.0.11/24]",
             "ip: 10.5.0.100",
-            "      node3: http://10.5.0.13:2380",
+            "      node3: https://10.5.0.13:2380",
         ] {
             assert!(y.contains(want), "{want} not in\n{y}");
         }

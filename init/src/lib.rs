@@ -16,7 +16,8 @@
 //! - [`storage`]: where `/var` comes from;
 //! - [`supervise`]: the reaper and supervised children;
 //! - [`uevent`]: kernel uevents (hotplug);
-//! - [`vip`]: the VIP election.
+//! - [`vip`]: the VIP election;
+//! - [`x509`]: certificates issued from the config's CAs.
 
 pub mod boot;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod storage;
 pub mod supervise;
 pub mod uevent;
 pub mod vip;
+pub mod x509;
 
 use std::ffi::OsString;
 use std::path::Path;

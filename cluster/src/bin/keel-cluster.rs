@@ -87,7 +87,12 @@ fn run() -> anyhow::Result<i32> {
         memory_mib: memory,
         append,
     };
-    let mut cluster = Cluster::start(opts.with_template(&template)?)?;
+    // The cluster's etcd CA (made on the first run, kept in the run
+    // directory) and a client certificate for the operator's etcdctl.
+    let ca = keel_cluster::pki::Ca::load_or_make(&opts.dir)?;
+    let (client_crt, client_key) = ca.client_files(&opts.dir)?;
+    let ca_path = opts.dir.join("etcd-ca.crt");
+    let mut cluster = Cluster::start(opts.with_template(&template, &ca)?)?;
     // SAFETY: installs a handler that only stores to an atomic, which is
     // async-signal-safe (signal-safety(7)).
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
@@ -100,6 +105,12 @@ fn run() -> anyhow::Result<i32> {
     for n in 1..=nodes {
         println!("  node{n} console: {}", cluster.console_path(n).display());
     }
+    println!(
+        "  etcd CA: {} (etcdctl client certificate: {}, {})",
+        ca_path.display(),
+        client_crt.display(),
+        client_key.display()
+    );
     let code = if check {
         match check_run(&cluster, vip, started) {
             Ok(()) => {

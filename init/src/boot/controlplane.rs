@@ -87,14 +87,14 @@ async fn start_etcd(
         }
     };
     let mut waiting_logged = false;
-    let plan = loop {
+    let (mut plan, addresses) = loop {
         let rt = Runtime::new(
             node_addresses(&rtnl).await,
             etcd::DATA_DIR.into(),
             etcd::PKI_DIR.into(),
         );
         match Plan::from_config(&config, &rt) {
-            Ok(plan) => break plan,
+            Ok(plan) => break (plan, rt.addresses),
             // The address comes with the network (static or DHCP): wait.
             Err(e @ (ArgsError::PeerAddressNotOnNode { .. } | ArgsError::NoNodeAddress { .. })) => {
                 if !std::mem::replace(&mut waiting_logged, true) {
@@ -110,18 +110,89 @@ async fn start_etcd(
             }
         }
     };
+    let hostname = node_hostname(&config, &plan.name);
+    let vips: Vec<IpAddr> = crate::net::spec::from_config(&config)
+        .vips
+        .iter()
+        .map(|v| v.ip)
+        .collect();
+    if let Err(e) = plan.issue_certificates(&hostname, &addresses, &vips) {
+        log::error!("etcd: not starting etcd: {e}");
+        return None;
+    }
+    if plan.issue.is_some() {
+        log::info!(
+            "etcd: issued this node's peer, server and client certificates from cluster.etcd.ca ({hostname}, {} addresses; valid {} days, renewed after {})",
+            addresses.iter().filter(|a| !a.is_loopback()).count(),
+            crate::x509::LIFETIME.as_secs() / 86400,
+            humantime(crate::x509::renew_after())
+        );
+    }
+    if plan.insecure {
+        log::warn!("etcd: running WITHOUT TLS (cluster.etcd.allowInsecure: true): anyone who reaches its ports can read and change every key, remove members and take the VIP");
+    }
     log::info!("etcd: starting member {}", plan.name);
     let (endpoint, tls, member) = (
         plan.local_endpoint.clone(),
         plan.client_tls.clone(),
         plan.name.clone(),
     );
+    let renew = plan.issue.is_some().then(|| {
+        let plan = plan.clone();
+        tokio::spawn(renew_certificates(plan, hostname, vips, rtnl))
+    });
     Some(Etcd {
         sup: Supervisor::start(reaper, etcd::Settings::new(etcd::BINARY, plan)),
         endpoint,
         tls,
         member,
+        renew,
     })
+}
+
+/// The hostname the certificates name: the config's, else the kernel's
+/// (DHCP, `auto: stable`), else the member name.
+fn node_hostname(config: &Config, member: &str) -> String {
+    let spec = crate::net::spec::from_config(config);
+    spec.host
+        .hostname
+        .map(|h| h.split('.').next().unwrap_or(&h).to_owned())
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .filter(|h| !h.is_empty() && h != "(none)")
+        .unwrap_or_else(|| member.to_owned())
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{} days", d.as_secs() / 86400)
+}
+
+/// Issues the certificates again every [`crate::x509::renew_after`], with
+/// the node's addresses of the moment, and writes them where etcd reads
+/// them: etcd loads its certificate files at every new TLS handshake, and
+/// Keel's clients read theirs at every connect, so nothing restarts.
+async fn renew_certificates(mut plan: Plan, hostname: String, vips: Vec<IpAddr>, rtnl: Rtnl) {
+    let mut wait = crate::x509::renew_after();
+    loop {
+        tokio::time::sleep(wait).await;
+        let addresses = node_addresses(&rtnl).await;
+        let renewed = plan
+            .issue_certificates(&hostname, &addresses, &vips)
+            .map_err(|e| e.to_string())
+            .and_then(|()| match &plan.tls {
+                Some(m) => etcd::pki::write(&plan.pki_dir, m).map_err(|e| e.to_string()),
+                None => Ok(()),
+            });
+        wait = match renewed {
+            Ok(()) => {
+                log::info!("etcd: certificates renewed");
+                crate::x509::renew_after()
+            }
+            Err(e) => {
+                log::error!("etcd: renewing the certificates failed: {e}; trying again in an hour");
+                Duration::from_secs(3600)
+            }
+        };
+    }
 }
 
 /// etcd and the VIP elections on it, once started.
@@ -150,6 +221,19 @@ pub struct Etcd {
     pub endpoint: String,
     pub tls: Option<ClientTls>,
     pub member: String,
+    /// Renews the certificates Keel issued.
+    renew: Option<JoinHandle<()>>,
+}
+
+impl Etcd {
+    /// Stops etcd (SIGTERM, then SIGKILL after the deadline) and the
+    /// certificate renewal.
+    pub async fn stop(self) {
+        if let Some(r) = self.renew {
+            r.abort();
+        }
+        self.sup.stop().await;
+    }
 }
 
 /// The running VIP elections.

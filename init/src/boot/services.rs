@@ -85,7 +85,7 @@ impl Services {
                     );
                 }
                 let t = Instant::now();
-                cp.etcd.sup.stop().await;
+                cp.etcd.stop().await;
                 log::info!("etcd stopped in {} ms", t.elapsed().as_millis());
             }
         }

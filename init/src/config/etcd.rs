@@ -95,9 +95,17 @@ section! {
         /// and key, base64-encoded PEM like `ca`. Default: none.
         pub server: Option<CertificateAndKey>,
         /// **Keel extension** `clientOnNodeAddress`: also serve clients on
-        /// the node address, not only on loopback. Default `false`.
+        /// the node's addresses (etcd listens on the wildcard address, so
+        /// a VIP this node holds answers too), not only on loopback.
+        /// Default `false`.
         #[serde(default)]
         pub client_on_node_address: bool,
+        /// **Keel extension** `allowInsecure`: run etcd without TLS even
+        /// though it listens on a non-loopback address (its peers do).
+        /// Without a CA this must be set, on purpose; every boot says so
+        /// in a warning. Default `false`.
+        #[serde(default)]
+        pub allow_insecure: bool,
     }
     unsupported {
         image = "image",

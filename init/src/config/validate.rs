@@ -239,6 +239,7 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
         return;
     };
     let base = root().key("cluster").key("etcd");
+    etcd_tls(config, etcd, &base, f);
     if etcd.initial_cluster_token.is_empty() {
         f.error(
             &base.key("initialClusterToken"),
@@ -280,5 +281,43 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
                 format!("peer URL {url} is also member `{other}`'s, expected one URL per member"),
             );
         }
+    }
+}
+
+/// TLS by default (see `etcd::args`): a CA Keel can issue from, explicit
+/// certificates, or `allowInsecure` on purpose.
+fn etcd_tls(config: &Config, etcd: &super::Etcd, base: &YamlPath, f: &mut Findings<'_>) {
+    if config.machine_type() != MachineType::Controlplane {
+        return;
+    }
+    let own = etcd.peer.is_some() || etcd.server.is_some();
+    match (&etcd.ca, own) {
+        (Some(ca), false) => match &ca.key {
+            None => f.error(
+                &base.key("ca"),
+                "cluster.etcd.ca has no key, so Keel cannot issue this node's etcd certificates from it; expected ca.key (as talosctl writes it), or cluster.etcd.peer and cluster.etcd.server".to_owned(),
+            ),
+            Some(key) => {
+                let ca_path = base.key("ca");
+                if let Err(e) = crate::x509::Ca::from_pem(
+                    ca.crt.pem(),
+                    key.pem(),
+                    "cluster.etcd.ca.crt",
+                    "cluster.etcd.ca.key",
+                ) {
+                    let at = match &e {
+                        crate::x509::X509Error::BadKey { .. }
+                        | crate::x509::X509Error::KeyMismatch { .. } => ca_path.key("key"),
+                        _ => ca_path.key("crt"),
+                    };
+                    f.error(&at, e.to_string());
+                }
+            }
+        },
+        (None, false) if !etcd.allow_insecure => f.error(
+            base,
+            "no cluster.etcd.ca: etcd would listen in plaintext on the node's address; expected cluster.etcd.ca (Keel issues this node's certificates from it, as Talos does), or allowInsecure: true to run etcd without TLS on purpose".to_owned(),
+        ),
+        _ => {}
     }
 }

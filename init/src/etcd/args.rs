@@ -16,11 +16,22 @@
 //! - clients: always on loopback; on the advertised node address too with
 //!   `clientOnNodeAddress` (which [`super::rejoin`] needs on the peers).
 //!
-//! TLS is all or nothing per side: `peer` set means every peer URL is
-//! `https://` and `--peer-client-cert-auth`; `server` set means `https://`
-//! client URLs and `--client-cert-auth`; either needs `ca`. A certificate
-//! or key that does not parse, or a key that is not its certificate's, is
-//! an error naming the key (`cluster.etcd.peer.crt`), never its content.
+//! TLS, by default (docs/ARCHITECTURE.md, "etcd"):
+//! - a Talos config carries only `cluster.etcd.ca` (crt + key): Keel then
+//!   issues this node's peer, server and client certificates from it
+//!   ([`Plan::issue_certificates`], [`crate::x509`]), and every listener is
+//!   TLS with client-certificate auth, peer and client;
+//! - `peer`/`server` given explicitly still win, side by side: `peer` set
+//!   means `https://` peer URLs and `--peer-client-cert-auth`, `server`
+//!   set `https://` client URLs and `--client-cert-auth`; either needs
+//!   `ca`;
+//! - no CA at all: etcd would listen in plaintext on the node's address
+//!   (its peers always do), which is refused unless `allowInsecure: true`
+//!   says it is meant.
+//!
+//! A certificate or key that does not parse, or a key that is not its
+//! certificate's, is an error naming the key (`cluster.etcd.peer.crt`),
+//! never its content.
 //!
 //! `extraArgs` (Talos semantics): a flag Keel owns because other parts of
 //! Keel depend on it (name, data dir, listen URLs, TLS files, the
@@ -30,7 +41,7 @@
 //! rest are appended, in name order.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
@@ -99,8 +110,12 @@ pub enum ArgsError {
     },
     #[error("cluster.etcd.{which} is set but cluster.etcd.ca is not, expected the CA that verifies the other side's certificates")]
     MissingCa { which: &'static str },
-    #[error("cluster.etcd.ca is set but neither cluster.etcd.peer nor cluster.etcd.server is; Keel does not issue certificates, expected both")]
-    CaWithoutCertificates,
+    #[error("cluster.etcd.ca has no key, so Keel cannot issue this node's etcd certificates from it; expected cluster.etcd.ca.key (as talosctl writes it), or cluster.etcd.peer and cluster.etcd.server")]
+    CaWithoutKey,
+    #[error("etcd would listen in plaintext on {addr} (no cluster.etcd.ca); expected cluster.etcd.ca, from which Keel issues this node's certificates as Talos does, or cluster.etcd.allowInsecure: true to run etcd without TLS on purpose")]
+    Insecure { addr: IpAddr },
+    #[error(transparent)]
+    Ca(#[from] crate::x509::X509Error),
     #[error("{key} is not a usable certificate: {reason}")]
     BadCertificate { key: String, reason: String },
     #[error("{key} is not a usable private key: {reason}")]
@@ -129,6 +144,11 @@ pub struct Runtime {
     /// The loopback client address (one member per host in production; the
     /// host tests run three on one host and move it).
     pub local_client: SocketAddr,
+    /// With `clientOnNodeAddress`, listen for clients on the wildcard
+    /// address (every address of the node, a VIP it holds included), not
+    /// only the advertised one. On in production; the host tests, which
+    /// run three members on one host, turn it off.
+    pub clients_on_any: bool,
 }
 
 impl Runtime {
@@ -139,6 +159,7 @@ impl Runtime {
             pki_dir,
             client_port: DEFAULT_CLIENT_PORT,
             local_client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_CLIENT_PORT),
+            clients_on_any: true,
         }
     }
 }
@@ -178,6 +199,36 @@ pub struct Start {
 pub struct ClientTls {
     pub ca: String,
     pub identity: Option<Pair>,
+    /// Where Keel keeps the identity it issued itself: read again at every
+    /// connect, so a renewed certificate is used without a restart.
+    pub dir: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// The identity to present now: the one in `dir` when readable (the
+    /// latest renewal), else the one in memory.
+    pub fn current_identity(&self) -> Option<Pair> {
+        let from_dir = self.dir.as_ref().and_then(|d| {
+            Some(Pair {
+                crt: std::fs::read_to_string(d.join(pki::CLIENT_CRT)).ok()?,
+                key: std::fs::read_to_string(d.join(pki::CLIENT_KEY)).ok()?,
+            })
+        });
+        from_dir.or_else(|| self.identity.clone())
+    }
+}
+
+/// The CA Keel issues this node's certificates from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssueFrom {
+    pub crt: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for IssueFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssueFrom { key: <redacted> }")
+    }
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -200,8 +251,14 @@ pub struct Plan {
     pub token: String,
     pub data_dir: PathBuf,
     pub pki_dir: PathBuf,
-    /// What [`super::pki::write`] puts into `pki_dir`.
+    /// What [`super::pki::write`] puts into `pki_dir` (filled in by
+    /// [`Plan::issue_certificates`] when Keel issues it).
     pub tls: Option<Material>,
+    /// The CA to issue this node's certificates from, when the config
+    /// gives no `peer`/`server` of its own.
+    pub issue: Option<IssueFrom>,
+    /// etcd runs without TLS because `allowInsecure` says so.
+    pub insecure: bool,
     /// The client endpoint on this node (loopback), for the health probe.
     pub local_endpoint: String,
     /// The other founding members' client endpoints (node address and
@@ -216,8 +273,9 @@ impl Plan {
     pub fn from_config(config: &Config, rt: &Runtime) -> Result<Plan, ArgsError> {
         let etcd = config.cluster.etcd.as_ref().ok_or(ArgsError::NoEtcd)?;
         let tls = material(etcd)?;
-        let peer_tls = etcd.peer.is_some();
-        let client_scheme = if etcd.server.is_some() {
+        let issue = issue_from(etcd)?;
+        let peer_tls = etcd.peer.is_some() || issue.is_some();
+        let client_scheme = if etcd.server.is_some() || issue.is_some() {
             "https"
         } else {
             "http"
@@ -303,6 +361,10 @@ impl Plan {
             }
             (name, url.to_string(), addr, url.port(), members)
         };
+        let insecure = tls.is_none() && issue.is_none();
+        if insecure && !etcd.allow_insecure {
+            return Err(ArgsError::Insecure { addr });
+        }
         let peer_scheme = if peer_tls { "https" } else { "http" };
 
         // Listen on the advertised address plus whatever listenSubnets
@@ -322,16 +384,29 @@ impl Plan {
             .map(|a| url(peer_scheme, *a, peer_port))
             .collect();
         let local_endpoint = format!("{client_scheme}://{}", rt.local_client);
-        let mut listen_client_urls = vec![local_endpoint.clone()];
-        let advertise_client_urls = if etcd.client_on_node_address {
-            for a in &listen_addrs {
-                listen_client_urls.push(url(client_scheme, *a, rt.client_port));
+        let (listen_client_urls, advertise_client_urls) = if !etcd.client_on_node_address {
+            (vec![local_endpoint.clone()], vec![local_endpoint.clone()])
+        } else if rt.clients_on_any {
+            // The wildcard: every node address, and a VIP once this node
+            // holds it (clients may reach the cluster through the VIP).
+            // It covers loopback too, which must then not be listed again.
+            let any: IpAddr = if addr.is_ipv6() {
+                Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                Ipv4Addr::UNSPECIFIED.into()
+            };
+            let mut listen = vec![url(client_scheme, any, rt.client_port)];
+            if rt.local_client.port() != rt.client_port {
+                listen.push(local_endpoint.clone());
             }
-            vec![url(client_scheme, addr, rt.client_port)]
+            (listen, vec![url(client_scheme, addr, rt.client_port)])
         } else {
-            vec![local_endpoint.clone()]
+            let mut listen = vec![local_endpoint.clone()];
+            for a in &listen_addrs {
+                listen.push(url(client_scheme, *a, rt.client_port));
+            }
+            (listen, vec![url(client_scheme, addr, rt.client_port)])
         };
-
         let peer_endpoints = etcd
             .initial_cluster
             .iter()
@@ -354,6 +429,7 @@ impl Plan {
             // The peer certificate carries clientAuth (etcd's peers dial
             // each other with it); the server one may not.
             identity: m.peer.clone().or_else(|| m.server.clone()),
+            dir: None,
         });
 
         let mut extra_args = BTreeMap::new();
@@ -381,11 +457,73 @@ impl Plan {
             data_dir: rt.data_dir.clone(),
             pki_dir: rt.pki_dir.clone(),
             tls,
+            issue,
+            insecure,
             local_endpoint,
             peer_endpoints,
             client_tls,
             extra_args,
         })
+    }
+
+    /// Issues this node's peer, server and client certificates from the
+    /// CA ([`Plan::issue`]), for `hostname`, the node's `addresses` and the
+    /// `vips` it may hold (a client may dial etcd through one), and takes
+    /// them as the plan's TLS material. A no-op without a CA to issue from.
+    pub fn issue_certificates(
+        &mut self,
+        hostname: &str,
+        addresses: &[IpAddr],
+        vips: &[IpAddr],
+    ) -> Result<(), ArgsError> {
+        let Some(from) = &self.issue else {
+            return Ok(());
+        };
+        let ca = crate::x509::Ca::from_pem(
+            &from.crt,
+            &from.key,
+            "cluster.etcd.ca.crt",
+            "cluster.etcd.ca.key",
+        )?;
+        let node: Vec<IpAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|a| !a.is_loopback())
+            .collect();
+        let loopback: [IpAddr; 2] = [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+        let leaf = |dns: Vec<String>, ips: Vec<IpAddr>, server: bool| crate::x509::Leaf {
+            common_name: if server {
+                hostname.to_owned()
+            } else {
+                "keel".to_owned()
+            },
+            dns,
+            ips,
+            server,
+            client: true,
+        };
+        let mut server_ips = node.clone();
+        server_ips.extend(vips.iter().copied().filter(|v| !node.contains(v)));
+        server_ips.extend(loopback);
+        let server = ca.issue(&leaf(
+            vec![hostname.to_owned(), "localhost".to_owned()],
+            server_ips,
+            true,
+        ))?;
+        let peer = ca.issue(&leaf(vec![hostname.to_owned()], node, true))?;
+        let client = ca.issue(&leaf(Vec::new(), Vec::new(), false))?;
+        self.client_tls = Some(ClientTls {
+            ca: ca.crt_pem.clone(),
+            identity: Some(client.clone()),
+            dir: Some(self.pki_dir.clone()),
+        });
+        self.tls = Some(Material {
+            ca: ca.crt_pem.clone(),
+            peer: Some(peer),
+            server: Some(server),
+            client: Some(client),
+        });
+        Ok(())
     }
 
     /// The static start: `new`, with the founding members.
@@ -505,13 +643,31 @@ fn selected(f: &[SubnetFilter], ip: IpAddr) -> bool {
     included && !f.iter().any(|s| s.exclude && contains(&s.cidr, ip))
 }
 
-/// Checks and collects the TLS material.
+/// The CA to issue from: a CA with its key and no certificates of the
+/// config's own.
+fn issue_from(etcd: &crate::config::Etcd) -> Result<Option<IssueFrom>, ArgsError> {
+    if etcd.peer.is_some() || etcd.server.is_some() {
+        return Ok(None);
+    }
+    let Some(ca) = &etcd.ca else { return Ok(None) };
+    let key = ca.key.as_ref().ok_or(ArgsError::CaWithoutKey)?;
+    // Checked here so a bad CA is reported before etcd waits for anything.
+    crate::x509::Ca::from_pem(
+        ca.crt.pem(),
+        key.pem(),
+        "cluster.etcd.ca.crt",
+        "cluster.etcd.ca.key",
+    )?;
+    Ok(Some(IssueFrom {
+        crt: ca.crt.pem().to_owned(),
+        key: key.pem().to_owned(),
+    }))
+}
+
+/// Checks and collects the TLS material the config gives itself.
 fn material(etcd: &crate::config::Etcd) -> Result<Option<Material>, ArgsError> {
     if etcd.peer.is_none() && etcd.server.is_none() {
-        return match etcd.ca {
-            Some(_) => Err(ArgsError::CaWithoutCertificates),
-            None => Ok(None),
-        };
+        return Ok(None);
     }
     let Some(ca) = &etcd.ca else {
         let which = if etcd.peer.is_some() {
@@ -539,6 +695,7 @@ fn material(etcd: &crate::config::Etcd) -> Result<Option<Material>, ArgsError> {
         ca: ca.crt.pem().to_owned(),
         peer: pair(&etcd.peer, "peer")?,
         server: pair(&etcd.server, "server")?,
+        client: None,
     }))
 }
 

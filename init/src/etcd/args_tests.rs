@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use base64::Engine;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
 use super::*;
 use crate::config::types::MemberName;
 
@@ -41,7 +44,7 @@ fn certs() -> Certs {
     }
 }
 
-const THREE: &str = "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    initialCluster:\n      node1: http://10.0.0.1:2380\n      node2: http://10.0.0.2:2380\n      node3: http://10.0.0.3:2380\n";
+const THREE: &str = "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    allowInsecure: true\n    initialCluster:\n      node1: http://10.0.0.1:2380\n      node2: http://10.0.0.2:2380\n      node3: http://10.0.0.3:2380\n";
 
 fn rt(addrs: &[&str]) -> Runtime {
     Runtime::new(
@@ -103,7 +106,7 @@ fn rendering() {
             cat(&[
                 BASE_ARGS,
                 &[
-                    "--listen-client-urls=http://127.0.0.1:2379,http://10.0.0.1:2379",
+                    "--listen-client-urls=http://0.0.0.0:2379",
                     "--advertise-client-urls=http://10.0.0.1:2379",
                     cluster3,
                     "--initial-cluster-state=new",
@@ -131,7 +134,7 @@ fn rendering() {
         ),
         (
             "listenSubnets adds addresses; peer port from the URL",
-            "machine:\n  network:\n    hostname: a\ncluster:\n  etcd:\n    listenSubnets: [10.0.0.0/8, \"!10.9.0.0/16\"]\n    initialCluster:\n      a: http://10.0.0.1:12380\n".to_owned(),
+            "machine:\n  network:\n    hostname: a\ncluster:\n  etcd:\n    allowInsecure: true\n    listenSubnets: [10.0.0.0/8, \"!10.9.0.0/16\"]\n    initialCluster:\n      a: http://10.0.0.1:12380\n".to_owned(),
             vec!["10.0.0.1", "10.1.0.1", "10.9.0.1", "192.168.0.1"],
             vec![
                 "--name=a".into(),
@@ -148,7 +151,7 @@ fn rendering() {
         ),
         (
             "single member without initialCluster: advertisedSubnets picks the address",
-            "machine:\n  network:\n    hostname: solo\ncluster:\n  etcd:\n    advertisedSubnets: [\"!10.0.0.0/8\"]\n".to_owned(),
+            "machine:\n  network:\n    hostname: solo\ncluster:\n  etcd:\n    allowInsecure: true\n    advertisedSubnets: [\"!10.0.0.0/8\"]\n".to_owned(),
             vec!["10.0.0.1", "192.168.0.7"],
             vec![
                 "--name=solo".into(),
@@ -165,14 +168,14 @@ fn rendering() {
         ),
         (
             "IPv6 peer URL",
-            "cluster:\n  etcd:\n    memberName: v6\n    clientOnNodeAddress: true\n    initialCluster:\n      v6: http://[fd00::1]:2380\n".to_owned(),
+            "cluster:\n  etcd:\n    allowInsecure: true\n    memberName: v6\n    clientOnNodeAddress: true\n    initialCluster:\n      v6: http://[fd00::1]:2380\n".to_owned(),
             vec!["fd00::1"],
             vec![
                 "--name=v6".into(),
                 "--data-dir=/var/lib/etcd".into(),
                 "--listen-peer-urls=http://[fd00::1]:2380".into(),
                 "--initial-advertise-peer-urls=http://[fd00::1]:2380".into(),
-                "--listen-client-urls=http://127.0.0.1:2379,http://[fd00::1]:2379".into(),
+                "--listen-client-urls=http://[::]:2379".into(),
                 "--advertise-client-urls=http://[fd00::1]:2379".into(),
                 "--initial-cluster=v6=http://[fd00::1]:2380".into(),
                 "--initial-cluster-state=new".into(),
@@ -274,7 +277,7 @@ fn errors() {
             "cluster.etcd.initialCluster.node1: this node's peer URL http://node1.example:2380 has a host name, expected an IP address"),
         ("advertisedSubnets excludes the address", THREE.replace("  etcd:\n", "  etcd:\n    advertisedSubnets: [\"!10.0.0.0/24\"]\n"), vec!["10.0.0.1"],
             "cluster.etcd.advertisedSubnets (!10.0.0.0/24) does not select 10.0.0.1"),
-        ("single member, nothing selected", "cluster:\n  etcd:\n    advertisedSubnets: [172.16.0.0/12]\n".to_owned(), vec!["10.0.0.1"],
+        ("single member, nothing selected", "cluster:\n  etcd:\n    allowInsecure: true\n    advertisedSubnets: [172.16.0.0/12]\n".to_owned(), vec!["10.0.0.1"],
             "no node address for etcd to advertise, expected an address in 172.16.0.0/12"),
         ("https peer URL without peer TLS", THREE.replace("node2: http://", "node2: https://"), vec!["10.0.0.1"],
             "cluster.etcd.initialCluster.node2: peer URL https://10.0.0.2:2380 is https:// but cluster.etcd.peer is not set, expected http://"),
@@ -282,8 +285,6 @@ fn errors() {
             "cluster.etcd.initialCluster.node2: peer URL http://10.0.0.2:2380 is http:// but cluster.etcd.peer is set, expected https://"),
         ("peer without CA", tls_yaml(&c.ca, peer, server).replace(&format!("    ca:\n      crt: {}\n", b64(&c.ca)), ""), vec!["10.0.0.1"],
             "cluster.etcd.peer is set but cluster.etcd.ca is not"),
-        ("CA alone", THREE.replace("  etcd:\n", &format!("  etcd:\n    ca:\n      crt: {}\n", b64(&c.ca))), vec!["10.0.0.1"],
-            "cluster.etcd.ca is set but neither cluster.etcd.peer nor cluster.etcd.server is"),
         ("CA that does not parse", tls_yaml(garbage_cert, peer, server), vec!["10.0.0.1"],
             "cluster.etcd.ca.crt is not a usable certificate"),
         ("peer certificate that does not parse", tls_yaml(&c.ca, (garbage_cert, peer.1), server), vec!["10.0.0.1"],
@@ -346,4 +347,116 @@ fn key_material_never_in_errors_or_debug() {
     let ok = tls_yaml(&c.ca, (&c.peer.0, &c.peer.1), (&c.server.0, &c.server.1));
     let dbg = format!("{:?}", plan(&ok, &["10.0.0.1"]).unwrap());
     assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+}
+
+/// Talos's own etcd CA (SEC1 key), base64 as in a Talos config.
+fn talos_ca() -> (String, String) {
+    let read = |n: &str| {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/talos")
+            .join(n);
+        std::fs::read_to_string(p).unwrap()
+    };
+    (b64(&read("etcd-ca.crt")), b64(&read("etcd-ca.key")))
+}
+
+/// A Talos config's etcd section: only the CA. Keel issues the rest, and
+/// every listener is TLS with client-certificate auth.
+#[test]
+fn certificates_issued_from_the_ca() {
+    let (crt, key) = talos_ca();
+    let yaml = format!(
+        "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    clientOnNodeAddress: true\n    ca:\n      crt: {crt}\n      key: {key}\n    initialCluster:\n      node1: https://10.0.0.1:2380\n      node2: https://10.0.0.2:2380\n"
+    );
+    let mut p = plan(&yaml, &["10.0.0.1"]).unwrap();
+    assert!(p.issue.is_some() && p.tls.is_none() && !p.insecure);
+    p.issue_certificates(
+        "node1",
+        &["10.0.0.1".parse().unwrap()],
+        &["10.0.0.100".parse().unwrap()],
+    )
+    .unwrap();
+    let m = p.tls.as_ref().unwrap();
+    let (server, peer, client) = (
+        m.server.as_ref().unwrap(),
+        m.peer.as_ref().unwrap(),
+        m.client.as_ref().unwrap(),
+    );
+    for pair in [server, peer, client] {
+        check_pair(&pair.crt, &pair.key, "crt", "key").unwrap();
+    }
+    let sans = |pem: &str| -> Vec<String> {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        use x509_parser::extensions::GeneralName;
+        let name = |n: &GeneralName| match n {
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => format!(
+                    "IPAddress({})",
+                    IpAddr::from(<[u8; 4]>::try_from(*b).unwrap())
+                ),
+                _ => format!(
+                    "IPAddress({})",
+                    IpAddr::from(<[u8; 16]>::try_from(*b).unwrap())
+                ),
+            },
+            other => other.to_string(),
+        };
+        c.subject_alternative_name()
+            .unwrap()
+            .map(|s| s.value.general_names.iter().map(name).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        sans(&server.crt),
+        [
+            "DNSName(node1)",
+            "DNSName(localhost)",
+            "IPAddress(10.0.0.1)",
+            "IPAddress(10.0.0.100)",
+            "IPAddress(127.0.0.1)",
+            "IPAddress(::1)"
+        ]
+    );
+    assert_eq!(sans(&peer.crt), ["DNSName(node1)", "IPAddress(10.0.0.1)"]);
+    assert!(sans(&client.crt).is_empty());
+    let args = p.args(&p.static_start());
+    for w in [
+        "--listen-peer-urls=https://10.0.0.1:2380",
+        "--listen-client-urls=https://0.0.0.0:2379",
+        "--advertise-client-urls=https://10.0.0.1:2379",
+        "--client-cert-auth=true",
+        "--peer-client-cert-auth=true",
+        "--trusted-ca-file=/pki/ca.crt",
+        "--peer-trusted-ca-file=/pki/ca.crt",
+    ] {
+        assert!(args.contains(&w.to_owned()), "{w} missing from {args:?}");
+    }
+    let ct = p.client_tls.as_ref().unwrap();
+    assert_eq!(
+        ct.identity.as_ref().unwrap(),
+        client,
+        "Keel's client presents its own certificate"
+    );
+    assert_eq!(ct.dir.as_deref(), Some(std::path::Path::new("/pki")));
+    let dbg = format!("{p:?}");
+    assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+}
+
+/// Plaintext etcd on the node's address is refused without allowInsecure
+/// (for a config built in code; the config layer says so first).
+#[test]
+fn plaintext_needs_allow_insecure() {
+    let mut cfg = crate::config::parse(THREE).unwrap().config;
+    let p = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap();
+    assert!(p.insecure);
+    cfg.cluster.etcd.as_mut().unwrap().allow_insecure = false;
+    let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
+    assert_eq!(
+        e,
+        ArgsError::Insecure {
+            addr: "10.0.0.1".parse().unwrap()
+        }
+    );
+    assert!(e.to_string().contains("allowInsecure: true"), "{e}");
 }

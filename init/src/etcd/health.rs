@@ -108,7 +108,7 @@ pub fn options(tls: Option<&ClientTls>, timeout: Duration, per_request: bool) ->
     }
     if let Some(t) = tls {
         let mut cfg = TlsOptions::new().ca_certificate(Certificate::from_pem(&t.ca));
-        if let Some(id) = &t.identity {
+        if let Some(id) = t.current_identity() {
             cfg = cfg.identity(Identity::from_pem(&id.crt, &id.key));
         }
         opts = opts.with_tls(cfg);

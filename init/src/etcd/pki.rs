@@ -20,6 +20,10 @@ pub const PEER_CRT: &str = "peer.crt";
 pub const PEER_KEY: &str = "peer.key";
 pub const SERVER_CRT: &str = "server.crt";
 pub const SERVER_KEY: &str = "server.key";
+/// Keel's own client identity (health probe, elections, rejoin), when
+/// Keel issued it.
+pub const CLIENT_CRT: &str = "client.crt";
+pub const CLIENT_KEY: &str = "client.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -60,6 +64,8 @@ pub struct Material {
     pub ca: String,
     pub peer: Option<Pair>,
     pub server: Option<Pair>,
+    /// Keel's client certificate, when Keel issued the others.
+    pub client: Option<Pair>,
 }
 
 /// Writes `material` into `dir`, creating it (and its parents) if needed.
@@ -78,6 +84,7 @@ pub fn write(dir: &Path, material: &Material) -> Result<(), PkiError> {
     for (pair, crt, key) in [
         (&material.peer, PEER_CRT, PEER_KEY),
         (&material.server, SERVER_CRT, SERVER_KEY),
+        (&material.client, CLIENT_CRT, CLIENT_KEY),
     ] {
         match pair {
             Some(p) => {
@@ -148,6 +155,7 @@ mod tests {
             ca: "ca".into(),
             peer: Some(pair("peer")),
             server: Some(pair("server")),
+            client: None,
         };
         write(&dir, &full).unwrap();
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);

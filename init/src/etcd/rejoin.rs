@@ -366,7 +366,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn plan() -> Plan {
-        let yaml = "machine:\n  network:\n    hostname: b\ncluster:\n  etcd:\n    initialCluster:\n      a: http://10.0.0.1:2380\n      b: http://10.0.0.2:2380\n      c: http://10.0.0.3:2380\n";
+        let yaml = "machine:\n  network:\n    hostname: b\ncluster:\n  etcd:\n    allowInsecure: true\n    initialCluster:\n      a: http://10.0.0.1:2380\n      b: http://10.0.0.2:2380\n      c: http://10.0.0.3:2380\n";
         let cfg = crate::config::parse(yaml).unwrap().config;
         let rt = super::super::args::Runtime::new(
             vec!["10.0.0.2".parse().unwrap()],

@@ -269,8 +269,16 @@ impl Task {
     }
 
     async fn prepare(&self) -> Result<Start, SupervisorError> {
-        lock(&self.shared).attempts += 1;
-        if let Some(m) = &self.settings.plan.tls {
+        let first = {
+            let mut shared = lock(&self.shared);
+            shared.attempts += 1;
+            shared.attempts == 1
+        };
+        // Certificates Keel issued are written once here and then kept
+        // fresh by their renewal (boot/controlplane.rs): a restart must not
+        // put the first, older ones back.
+        let issued = self.settings.plan.issue.is_some();
+        if let Some(m) = self.settings.plan.tls.as_ref().filter(|_| first || !issued) {
             pki::write(&self.settings.plan.pki_dir, m)?;
         }
         Ok(rejoin::prepare(&self.settings.plan).await?)

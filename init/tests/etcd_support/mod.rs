@@ -46,8 +46,9 @@ fn b64(s: &str) -> String {
 pub fn yaml(members: &[Spec], me: usize, token: &str, pki: Option<&Pki>) -> String {
     let scheme = if pki.is_some() { "https" } else { "http" };
     let mut y = format!(
-        "machine:\n  network:\n    hostname: {}\ncluster:\n  etcd:\n    clientOnNodeAddress: true\n    initialClusterToken: {token}\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n    initialCluster:\n",
-        members[me].name
+        "machine:\n  network:\n    hostname: {}\ncluster:\n  etcd:\n    allowInsecure: {}\n    clientOnNodeAddress: true\n    initialClusterToken: {token}\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n    initialCluster:\n",
+        members[me].name,
+        pki.is_none()
     );
     for m in members {
         y += &format!("      {}: {scheme}://{}:{}\n", m.name, m.ip, m.peer_port);
@@ -75,6 +76,8 @@ pub fn plan(yaml: &str, spec: &Spec, data: &Path, pki_dir: &Path) -> Plan {
     );
     rt.client_port = spec.client_port;
     rt.local_client = SocketAddr::new([127, 0, 0, 1].into(), spec.local_port);
+    // Three members share this host: each listens on its own address.
+    rt.clients_on_any = false;
     Plan::from_config(&parsed.config, &rt).unwrap()
 }
 

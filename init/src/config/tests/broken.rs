@@ -98,11 +98,11 @@ const CASES: &[Case] = &[
         "machine.network.interfaces[0].routes[0].gateway", 7, 22, "gateway fd00::1 is IPv6 but the route's network is IPv4"),
     ("bond by selector", "machine:\n  network:\n    interfaces:\n      - deviceSelector: {driver: e1000e}\n        bond:\n          mode: balance-rr\n",
         "machine.network.interfaces[0].bond", 6, 11, "a bond is created by Keel and needs a name"),
-    ("member not in initialCluster", "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    initialCluster:\n      node2: https://10.0.0.2:2380\n      node3: https://10.0.0.3:2380\n",
+    ("member not in initialCluster", "machine:\n  network:\n    hostname: node1\ncluster:\n  etcd:\n    initialCluster:\n      node2: https://10.0.0.2:2380\n      node3: https://10.0.0.3:2380\n    allowInsecure: true\n",
         "cluster.etcd.initialCluster", 7, 7, "this node's member name `node1` (from machine.network.hostname) is not in initialCluster, expected one of: node2, node3"),
-    ("memberName not in initialCluster", "cluster:\n  etcd:\n    memberName: a\n    initialCluster:\n      b: https://10.0.0.2:2380\n",
+    ("memberName not in initialCluster", "cluster:\n  etcd:\n    memberName: a\n    initialCluster:\n      b: https://10.0.0.2:2380\n    allowInsecure: true\n",
         "cluster.etcd.initialCluster", 5, 7, "`a` (from cluster.etcd.memberName) is not in initialCluster"),
-    ("no member name", "cluster:\n  etcd:\n    initialCluster:\n      b: https://10.0.0.2:2380\n",
+    ("no member name", "cluster:\n  etcd:\n    initialCluster:\n      b: https://10.0.0.2:2380\n    allowInsecure: true\n",
         "cluster.etcd.initialCluster", 4, 7, "expected cluster.etcd.memberName or machine.network.hostname"),
     ("env name", "machine:\n  env:\n    \"A=B\": 1\n", "machine.env.A=B", 3, 12, "invalid environment variable \"A=B\""),
     ("empty document", "# nothing here\n", "(document)", 0, 0, "empty document, expected a Talos v1alpha1 machine config"),
@@ -146,6 +146,7 @@ fn every_cross_field_error_is_reported() {
         [
             "machine.network.interfaces[0].vip.ip (line 7, column 15): VIP 10.0.0.5 is also a static address at machine.network.interfaces[0].addresses[0], expected an address no node has statically (Keel adds and removes it)",
             "machine.network.interfaces[2].mtu (line 11, column 14): mtu 9000 conflicts with mtu 1500 in an earlier entry for eth0, expected the same value or none",
+            "cluster.etcd (line 14, column 5): no cluster.etcd.ca: etcd would listen in plaintext on the node's address; expected cluster.etcd.ca (Keel issues this node's certificates from it, as Talos does), or allowInsecure: true to run etcd without TLS on purpose",
             "cluster.etcd.initialCluster (line 16, column 7): this node's member name `x` (from cluster.etcd.memberName) is not in initialCluster, expected one of: a, b",
             "cluster.etcd.initialCluster.b (line 17, column 10): peer URL https://10.0.0.2:2380 is also member `a`'s, expected one URL per member",
         ]

@@ -3,6 +3,7 @@
 
 mod broken;
 mod documents;
+mod etcd_ca;
 mod fixtures;
 mod merging;
 mod warnings;

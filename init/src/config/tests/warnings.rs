@@ -11,7 +11,7 @@ fn warnings(text: &str) -> Vec<String> {
 
 #[test]
 fn unsupported_sections_are_named_once_each() {
-    let text = "version: v1alpha1\ndebug: false\nmachine:\n  kubelet:\n    image: x\n  registries: {}\n  network:\n    kubespan: {enabled: true}\n    interfaces:\n      - interface: br0\n        bridge: {interfaces: [eth0]}\n        vip:\n          ip: 10.0.0.9\n          hcloud: {apiToken: x}\ncluster:\n  clusterName: demo\n  network: {dnsDomain: cluster.local}\n  etcd:\n    image: gcr.io/etcd\n";
+    let text = "version: v1alpha1\ndebug: false\nmachine:\n  kubelet:\n    image: x\n  registries: {}\n  network:\n    kubespan: {enabled: true}\n    interfaces:\n      - interface: br0\n        bridge: {interfaces: [eth0]}\n        vip:\n          ip: 10.0.0.9\n          hcloud: {apiToken: x}\ncluster:\n  clusterName: demo\n  network: {dnsDomain: cluster.local}\n  etcd:\n    image: gcr.io/etcd\n    allowInsecure: true\n";
     assert_eq!(
         warnings(text),
         [
