@@ -27,11 +27,45 @@ fn valid_config_prints_a_summary_and_warnings() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         lines(&out.stdout),
-        ["keel/node1.yaml: valid v1alpha1 controlplane config: hostname node1, 3 interfaces (2 static addresses, 1 DHCP), 1 VIP, etcd member node1 of 3"]
+        [
+            "keel/node1.yaml: valid controlplane config (one v1alpha1 document)",
+            "  hostname     node1 (machine.network.hostname)",
+            "  eth0         10.5.0.11/24; route default via 10.5.0.1; VIP 10.5.0.10 (TTL 3 s) [machine.network.interfaces (interface eth0)]",
+            "  deviceSelector{hardwareAddr: 52:54:00:*, driver: virtio_net} DHCP (route metric 1024) [machine.network.interfaces (deviceSelector{hardwareAddr: 52:54:00:*, driver: virtio_net})]",
+            "  lo           169.254.116.108/32 [machine.network.interfaces (interface lo)]",
+            "  DNS          nameservers 10.5.0.1",
+            "  etcd         member node1 of a static cluster of 3 (initialCluster: node1, node2, node3); TLS: mTLS with the config's own peer/server certificates; clients on loopback only",
+            "  ignored      machine: kubelet",
+        ]
     );
     assert_eq!(
         lines(&out.stderr),
         ["keel/node1.yaml: warning: not supported by Keel, ignored: machine.kubelet (line 26)"]
+    );
+}
+
+/// A multi-document config (the Talos 1.12+ way): what the node will do,
+/// with the document behind each line.
+#[test]
+fn multi_document_config_says_what_the_node_does() {
+    let out = validate(&["keel/node1-documents.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "keel/node1-documents.yaml: valid controlplane config (documents: v1alpha1, HostnameConfig, LinkAliasConfig, LinkConfig, VLANConfig, Layer2VIPConfig, ResolverConfig)",
+            "  hostname     node1 (HostnameConfig)",
+            "  net0         10.5.0.11/24; route default via 10.5.0.1; VIP 10.5.0.100 (TTL 5 s) [document 4 (LinkConfig net0)]",
+            "  net0.7       VLAN 7 on net0; 10.7.0.11/24 [document 5 (VLANConfig net0.7)]",
+            "  net0         alias: the one physical link where glob(\"52:54:00:00:00:*\", mac(link.permanent_addr)) [document 3 (LinkAliasConfig net0)]",
+            "  DNS          nameservers 10.5.0.1",
+            "  etcd         member node1 of a static cluster of 3 (initialCluster: node1, node2, node3); TLS: mTLS for peers and clients, certificates issued at boot from cluster.etcd.ca; clients on every address",
+            "  ignored      document 8 (KubeletConfig)",
+        ]
+    );
+    assert_eq!(
+        lines(&out.stderr),
+        ["keel/node1-documents.yaml: warning: not supported by Keel, ignored: document 8 (KubeletConfig) (line 55)"]
     );
 }
 
@@ -60,8 +94,9 @@ fn invalid_config_prints_every_error_and_exits_1() {
         [
             "broken/node1-broken.yaml: machine.network.interfaces[0].vip.ip (line 10, column 15): VIP 10.5.0.11 is also a static address at machine.network.interfaces[0].addresses[0], expected an address no node has statically (Keel adds and removes it)",
             "broken/node1-broken.yaml: machine.network.interfaces[1].mtu (line 12, column 14): mtu 9000 conflicts with mtu 1500 in an earlier entry for eth0, expected the same value or none",
+            "broken/node1-broken.yaml: cluster.etcd (line 15, column 5): no cluster.etcd.ca: etcd would listen in plaintext on the node's address; expected cluster.etcd.ca (Keel issues this node's certificates from it, as Talos does), or allowInsecure: true to run etcd without TLS on purpose",
             "broken/node1-broken.yaml: cluster.etcd.initialCluster (line 16, column 7): this node's member name `node1` (from machine.network.hostname) is not in initialCluster, expected one of: node2, node3",
-            "broken/node1-broken.yaml: invalid config: 3 errors",
+            "broken/node1-broken.yaml: invalid config: 4 errors",
         ]
     );
 }

@@ -279,11 +279,8 @@ fn start_vips(
         return None;
     }
     let hostname = config
-        .machine
-        .network
-        .hostname
-        .as_ref()
-        .map(|h| h.to_string())
+        .hostname()
+        .map(|h| h.to_owned())
         .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
         .unwrap_or_default();
     let identity = format!("{hostname}/{}", etcd.member);

@@ -351,6 +351,8 @@ pub struct Doc<T> {
 /// Every network document of a config, by kind, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Documents {
+    /// Where the v1alpha1 document is (its index), when there is one.
+    pub v1alpha1: Option<usize>,
     pub links: Vec<Doc<LinkConfig>>,
     pub aliases: Vec<Doc<LinkAliasConfig>>,
     pub vlans: Vec<Doc<VlanConfig>>,
@@ -364,8 +366,12 @@ pub struct Documents {
 }
 
 impl Documents {
+    /// No network document (the v1alpha1 one does not count).
     pub fn is_empty(&self) -> bool {
-        *self == Documents::default()
+        Documents {
+            v1alpha1: None,
+            ..self.clone()
+        } == Documents::default()
     }
 
     /// Every link document's common part, with where it is (links,

@@ -58,7 +58,10 @@ pub fn parse(text: &str) -> Result<Parsed, ConfigErrors> {
                 let spans = Spans::build(piece.text);
                 let de = serde_norway::Deserializer::from_str(piece.text);
                 match serde_path_to_error::deserialize::<_, Config>(de) {
-                    Ok(config) => v1 = Some((config, spans, piece.first_line, at)),
+                    Ok(config) => {
+                        docs.v1alpha1 = Some(index);
+                        v1 = Some((config, spans, piece.first_line, at));
+                    }
                     Err(e) => errors.extend(
                         schema_error(e, &spans)
                             .0
@@ -72,8 +75,11 @@ pub fn parse(text: &str) -> Result<Parsed, ConfigErrors> {
     if seen == 0 && errors.is_empty() {
         return Err(ConfigErrors(documents::empty()));
     }
-    let (mut config, v1_spans) = match v1 {
-        Some((config, spans, first_line, at)) => {
+    let (config, v1_spans) = match v1 {
+        Some((mut config, spans, first_line, at)) => {
+            // The documents first: the v1alpha1 checks read some of them
+            // (the hostname names the etcd member).
+            config.documents = std::mem::take(&mut docs);
             let (e, w) = validate::validate(&config, &spans);
             errors.extend(
                 e.into_iter()
@@ -85,9 +91,14 @@ pub fn parse(text: &str) -> Result<Parsed, ConfigErrors> {
             );
             (config, Some((spans, first_line, at)))
         }
-        None => (Config::default(), None),
+        None => (
+            Config {
+                documents: docs,
+                ..Config::default()
+            },
+            None,
+        ),
     };
-    config.documents = docs;
     let (e, w) = docs_validate::validate(
         &config,
         v1_spans.as_ref().map(|(s, l, a)| (s, *l, a.as_ref())),

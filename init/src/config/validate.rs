@@ -250,10 +250,14 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
         return;
     }
     let ic = base.key("initialCluster");
-    let hostname = config.machine.network.hostname.as_ref();
-    let me = match (&etcd.member_name, hostname) {
+    let from = if config.machine.network.hostname.is_some() {
+        "machine.network.hostname"
+    } else {
+        "HostnameConfig"
+    };
+    let me = match (&etcd.member_name, config.hostname()) {
         (Some(m), _) => Some((m.as_str(), "cluster.etcd.memberName")),
-        (None, Some(h)) => Some((h.as_str(), "machine.network.hostname")),
+        (None, Some(h)) => Some((h, from)),
         (None, None) => None,
     };
     match me {

@@ -60,7 +60,22 @@ impl Config {
     pub fn etcd_member_name(&self) -> Option<&str> {
         let etcd = self.cluster.etcd.as_ref();
         etcd.and_then(|e| e.member_name.as_ref().map(|m| m.as_str()))
-            .or_else(|| self.machine.network.hostname.as_ref().map(|h| h.as_str()))
+            .or_else(|| self.hostname())
+    }
+
+    /// The static hostname: `machine.network.hostname`, or a
+    /// `HostnameConfig`'s `hostname` (validation allows one of them).
+    pub fn hostname(&self) -> Option<&str> {
+        let doc = self.documents.hostname.as_ref();
+        self.machine
+            .network
+            .hostname
+            .as_ref()
+            .map(|h| h.as_str())
+            .or_else(|| {
+                doc.and_then(|d| d.spec.hostname.as_ref())
+                    .map(|h| h.as_str())
+            })
     }
 
     /// A one-line description for logs and `keel validate`, e.g.

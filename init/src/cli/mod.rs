@@ -9,6 +9,8 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod describe;
+
 use crate::cmdline::Cmdline;
 use crate::config;
 
@@ -158,7 +160,9 @@ fn validate(file: &Path) -> i32 {
             for warning in &parsed.warnings {
                 eprintln!("{name}: warning: {warning}");
             }
-            println!("{name}: valid v1alpha1 {}", parsed.config.summary());
+            for line in describe::describe(&name.to_string(), &parsed) {
+                println!("{line}");
+            }
             0
         }
         Err(errors) => {
