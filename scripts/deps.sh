@@ -32,12 +32,13 @@ PKGS=(
     qemu-system-x86 ipxe-qemu
     # Tests: cpio lists initramfs contents; zstd compresses configs and
     # checks the PXE archive; etcd-server is the etcd of the host tests;
+    # etcd-client's etcdctl is the real client of the mTLS end-to-end test;
     # dosfstools + mtools build KEEL-CONFIG vfat disks (also make run),
     # genisoimage iso9660 ones, e2fsprogs ext4 ones (mkfs.ext4); fdisk's
     # sfdisk writes GPT disks with a KEEL-VAR partition; mount's losetup
     # attaches disk images; iproute2 (ip netns, veth, bridges) and
     # dnsmasq-base (a real DHCP server) for the namespace tests.
-    cpio zstd etcd-server dosfstools mtools genisoimage e2fsprogs fdisk mount
+    cpio zstd etcd-server etcd-client dosfstools mtools genisoimage e2fsprogs fdisk mount
     iproute2 dnsmasq-base
     # For humans: readelf to check the static init, tcpdump for captures.
     binutils tcpdump

@@ -77,6 +77,13 @@ pub struct Spec {
     /// `vip: {ip: 10.5.0.100}` on the switch interface, and VLAN 7 on it
     /// (10.7.0.1N/24) with `vip: {ip: 10.7.0.100}`; both with this TTL.
     pub vip_ttl: Option<u32>,
+    /// The whole machine config, instead of the one [`node_config`]
+    /// writes, on a `KEEL-CONFIG` disk (a config with a CA is too long for
+    /// the kernel command line's 2 KiB).
+    pub config: Option<String>,
+    /// Where the host port forwards to (default: the node's address),
+    /// e.g. the VIP: only the node holding it answers there.
+    pub forward_to: Option<Ipv4Addr>,
 }
 
 impl Spec {
@@ -220,15 +227,21 @@ impl Deref for Cluster {
 /// Node `n`'s devices and inline config for `spec`, with its etcd client
 /// port forwarded from `host_port`.
 fn setup(n: usize, spec: &Spec, host_port: Option<u16>) -> NodeSetup {
+    let target = spec
+        .forward_to
+        .map_or_else(|| node_ip(n), |ip| ip.to_string());
     let host_nic = host_port.map(|port| {
         Nic::new(format!(
-            "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{}:2379",
-            node_ip(n)
+            "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{target}:2379"
         ))
         .with_mac(host_mac(n))
     });
+    let config = match &spec.config {
+        Some(yaml) => NodeConfig::Disk(yaml.clone()),
+        None => NodeConfig::Inline(node_config(n, spec)),
+    };
     NodeSetup {
-        config: Some(NodeConfig::Inline(node_config(n, spec))),
+        config: Some(config),
         extra_nics: host_nic.into_iter().collect(),
         drives: spec
             .disk
