@@ -77,7 +77,11 @@ pub fn describe(name: &str, parsed: &Parsed) -> Vec<String> {
         dns.push(format!("search {}", h.search_domains.join(" ")));
     }
     if !h.extra_hosts.is_empty() {
-        dns.push(format!("{} hosts entries", h.extra_hosts.len()));
+        let n = h.extra_hosts.len();
+        dns.push(format!(
+            "{n} hosts {}",
+            if n == 1 { "entry" } else { "entries" }
+        ));
     }
     if !dns.is_empty() {
         out.push(row("DNS", &dns.join("; ")));
