@@ -31,14 +31,15 @@ PKGS=(
     # PVH boot of vmlinux), iPXE option ROMs for PXE boot.
     qemu-system-x86 ipxe-qemu
     # Tests: cpio lists initramfs contents; zstd compresses configs and
-    # checks the PXE archive; etcd-server is the etcd of the host tests;
-    # etcd-client's etcdctl is the real client of the mTLS end-to-end test;
+    # checks the PXE archive (etcd and etcdctl are not host packages: the
+    # tests run the image's etcd 3.5, which image/fetch-debs.sh extracts
+    # from Debian trixie into build/cache, with its etcdctl);
     # dosfstools + mtools build KEEL-CONFIG vfat disks (also make run),
     # genisoimage iso9660 ones, e2fsprogs ext4 ones (mkfs.ext4); fdisk's
     # sfdisk writes GPT disks with a KEEL-VAR partition; mount's losetup
     # attaches disk images; iproute2 (ip netns, veth, bridges) and
     # dnsmasq-base (a real DHCP server) for the namespace tests.
-    cpio zstd etcd-server etcd-client dosfstools mtools genisoimage e2fsprogs fdisk mount
+    cpio zstd dosfstools mtools genisoimage e2fsprogs fdisk mount
     iproute2 dnsmasq-base
     # For humans: readelf to check the static init, tcpdump for captures.
     binutils tcpdump
@@ -74,7 +75,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     echo "deps: installing ${missing[*]}"
     "${SUDO[@]}" apt-get update -q || die "apt-get update failed (see above)"
-    # etcd-server's and dnsmasq's maintainer scripts would start services;
+    # Maintainer scripts (dnsmasq-base's, tcpdump's) must not start services;
     # policy-rc.d exit 101 tells invoke-rc.d not to (Debian policy 9.3.3).
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null

@@ -431,7 +431,21 @@ mod tests {
         for _ in 0..40 {
             match tree.get(&path)? {
                 Node::Symlink { target, .. } => {
-                    path = path.parent()?.join(target);
+                    // Lexically, as the kernel walks `..` in the image
+                    // (trixie's /lib64/ld-linux-x86-64.so.2 →
+                    // ../lib/x86_64-linux-gnu/...).
+                    let mut next = path.parent()?.to_owned();
+                    for part in Path::new(target).components() {
+                        match part {
+                            std::path::Component::ParentDir => {
+                                next.pop();
+                            }
+                            std::path::Component::RootDir => next = PathBuf::from("/"),
+                            std::path::Component::Normal(p) => next.push(p),
+                            std::path::Component::CurDir | std::path::Component::Prefix(_) => {}
+                        }
+                    }
+                    path = next;
                 }
                 node => return Some((path, node)),
             }

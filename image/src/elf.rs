@@ -187,10 +187,15 @@ fn find_library(roots: &[&Path], name: &str) -> Result<Option<(PathBuf, Vec<Need
     if name.contains('/') {
         return resolve_file(roots, &normalize(&Path::new("/").join(name)));
     }
-    for dir in SEARCH_DIRS {
-        let image_path = Path::new("/").join(dir).join(name);
-        if let Some(found) = resolve_file(roots, &image_path)? {
-            return Ok(Some(found));
+    // Every directory as it is named first, then with the merged-/usr
+    // aliases ([`usr_merged`]), so a package that has the file at the
+    // looked-up path wins over one reached through an alias.
+    for merged in [false, true] {
+        for dir in SEARCH_DIRS {
+            let image_path = Path::new("/").join(dir).join(name);
+            if let Some(found) = resolve(roots, &image_path, merged)? {
+                return Ok(Some(found));
+            }
         }
     }
     Ok(None)
@@ -206,9 +211,22 @@ fn find_library(roots: &[&Path], name: &str) -> Result<Option<(PathBuf, Vec<Need
 /// because the image has real directories (e.g. a merged-/usr host's
 /// `/lib` → `usr/lib` would otherwise put the file where the loader does
 /// not look). `Ok(None)` when nothing is there.
+/// Paths are taken as named first, then with the merged-/usr aliases.
 pub fn resolve_file(
     roots: &[&Path],
     image_path: &Path,
+) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
+    match resolve(roots, image_path, false)? {
+        Some(found) => Ok(Some(found)),
+        None => resolve(roots, image_path, true),
+    }
+}
+
+/// [`resolve_file`], with (`merged`) or without the [`usr_merged`] aliases.
+fn resolve(
+    roots: &[&Path],
+    image_path: &Path,
+    merged: bool,
 ) -> Result<Option<(PathBuf, Vec<Needed>)>, ElfError> {
     let mut chain = Vec::new();
     let mut nominal = normalize(image_path);
@@ -216,7 +234,7 @@ pub fn resolve_file(
         let (Some(parent), Some(file_name)) = (nominal.parent(), nominal.file_name()) else {
             return Ok(None);
         };
-        let Some((root, host, meta)) = lookup(roots, parent, file_name)? else {
+        let Some((root, host, meta)) = lookup(roots, parent, file_name, merged)? else {
             return Ok(None);
         };
         if meta.file_type().is_symlink() {
@@ -250,21 +268,38 @@ pub fn resolve_file(
 }
 
 /// The first root holding `parent/file_name` (without following a final
-/// symlink): that root, the host path and its metadata.
+/// symlink): that root, the host path and its metadata; with `merged`, the
+/// [`usr_merged`] alias of `parent` is tried after `parent` in every root.
 fn lookup<'r>(
     roots: &[&'r Path],
     parent: &Path,
     file_name: &OsStr,
+    merged: bool,
 ) -> Result<Option<(&'r Path, PathBuf, std::fs::Metadata)>, ElfError> {
-    for root in roots {
-        let host = resolve_dir(root, parent)?.join(file_name);
-        match std::fs::symlink_metadata(&host) {
-            Ok(meta) => return Ok(Some((root, host, meta))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ElfError::Read { path: host, source }),
+    let alias = if merged { usr_merged(parent) } else { None };
+    for dir in std::iter::once(parent).chain(alias.as_deref()) {
+        for root in roots {
+            let host = resolve_dir(root, dir)?.join(file_name);
+            match std::fs::symlink_metadata(&host) {
+                Ok(meta) => return Ok(Some((root, host, meta))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ElfError::Read { path: host, source }),
+            }
         }
     }
     Ok(None)
+}
+
+/// `/usr/<dir>` for a directory under `/lib`, `/lib64`, `/bin` or `/sbin`.
+/// Packages built for a merged /usr (Debian trixie's libc6 ships
+/// `/usr/lib64/ld-linux-x86-64.so.2`, while etcd's interpreter is
+/// `/lib64/ld-linux-x86-64.so.2`) rely on the system's `/lib64 → usr/lib64`
+/// links, which no package carries; the image keeps the looked-up path
+/// (real directories under `/lib`), so both layouts resolve.
+fn usr_merged(dir: &Path) -> Option<PathBuf> {
+    let rel = dir.strip_prefix("/").ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    matches!(first, "lib" | "lib64" | "bin" | "sbin").then(|| Path::new("/usr").join(rel))
 }
 
 /// The host path of directory `dir` (absolute, inside `root`), following
@@ -592,6 +627,66 @@ mod tests {
             err.contains(&format!("{}, {}", libc6.display(), other.display())),
             "{err}"
         );
+    }
+
+    /// Debian trixie's libc6 is built for a merged /usr: the loader is at
+    /// /usr/lib64 and /usr/lib/x86_64-linux-gnu, while the program's
+    /// interpreter says /lib64. The closure resolves through the aliases
+    /// and keeps the looked-up paths; a file at the named path still wins.
+    #[test]
+    fn merged_usr_packages_resolve_through_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (libc6, old) = (dir.path().join("libc6"), dir.path().join("old"));
+        std::fs::create_dir_all(libc6.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::create_dir_all(libc6.join("usr/lib64")).unwrap();
+        std::fs::create_dir_all(old.join("lib/x86_64-linux-gnu")).unwrap();
+        std::fs::write(libc6.join("usr/lib/x86_64-linux-gnu/ld.so"), b"l").unwrap();
+        symlink(
+            "../lib/x86_64-linux-gnu/ld.so",
+            libc6.join("usr/lib64/ld.so"),
+        )
+        .unwrap();
+        std::fs::write(libc6.join("usr/lib/x86_64-linux-gnu/libc.so.6"), b"c").unwrap();
+        std::fs::write(libc6.join("usr/lib/x86_64-linux-gnu/libz.so.1"), b"new").unwrap();
+        std::fs::write(old.join("lib/x86_64-linux-gnu/libz.so.1"), b"old").unwrap();
+        let roots = [libc6.as_path(), old.as_path()];
+
+        let (host, chain) = resolve_file(&roots, Path::new("/lib64/ld.so"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(host, libc6.join("usr/lib/x86_64-linux-gnu/ld.so"));
+        assert_eq!(
+            chain,
+            [
+                Needed::Symlink {
+                    image_path: "/lib64/ld.so".into(),
+                    target: "../lib/x86_64-linux-gnu/ld.so".into()
+                },
+                Needed::File {
+                    image_path: "/lib/x86_64-linux-gnu/ld.so".into(),
+                    source: host.clone()
+                },
+            ]
+        );
+        let table: &[(&str, &str, &Path)] = &[
+            // Found at its own path, /usr/lib/x86_64-linux-gnu (a search
+            // dir), before any alias is tried.
+            ("libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", &libc6),
+            // Found at the named /lib path in the old tree before any alias.
+            ("libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", &old),
+        ];
+        for (name, image_path, root) in table {
+            let (host, chain) = find_library(&roots, name).unwrap().unwrap();
+            assert!(host.starts_with(root), "{name}: {host:?}");
+            assert_eq!(
+                chain.last().unwrap().image_path(),
+                Path::new(image_path),
+                "{name}"
+            );
+        }
+        assert_eq!(usr_merged(Path::new("/etc/x")), None);
+        assert_eq!(usr_merged(Path::new("/libexec")), None);
+        assert_eq!(usr_merged(Path::new("/sbin")), Some("/usr/sbin".into()));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Host integration: three supervised etcd members (the real
-//! `/usr/bin/etcd`, Debian's etcd-server 3.4) on 127.0.0.11-13, driven
+//! Host integration: three supervised etcd members (the real etcd, the
+//! image's 3.5 from build/cache) on 127.0.0.11-13, driven
 //! through `keel::etcd::Supervisor` as PID 1 drives one.
 //!
 //! One test function, in its own test binary: the reaper owns
@@ -16,7 +16,7 @@
 //!    stay healthy.
 //!
 //! Needs root only for nothing in particular (loopback addresses and ports
-//! above 1024); needs `/usr/bin/etcd`. Everything it starts is killed when
+//! above 1024); needs the image's etcd (`make image`). Everything it starts is killed when
 //! the supervisors drop, and its files live in a temporary directory.
 
 mod common;

@@ -1,6 +1,6 @@
 //! Host integration: a 3-member etcd cluster with mutual TLS on peers and
 //! clients, certificates made by the test (rcgen), supervised by
-//! `keel::etcd::Supervisor` on 127.0.0.21-23 with the real `/usr/bin/etcd`.
+//! `keel::etcd::Supervisor` on 127.0.0.21-23 with the real etcd (the image's).
 //! The members reach Healthy (so Keel's own probe authenticates with the
 //! peer certificate), the PKI dir is private, a client with the right
 //! certificate reads and writes, and clients without one (or without TLS)

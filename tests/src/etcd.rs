@@ -100,7 +100,7 @@ impl Etcd {
         }
     }
 
-    /// `MemberList` (linearizable in etcd 3.4: through the leader).
+    /// `MemberList` (linearizable: through the leader).
     pub fn members(&mut self) -> Result<Vec<MemberInfo>> {
         let resp = self.run("member list", |mut c| async move { c.member_list().await })?;
         Ok(resp

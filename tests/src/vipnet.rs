@@ -1,7 +1,7 @@
 //! A VIP cluster made of network namespaces on this host, for the VIP host
 //! tests and `make bench-failover`: a hub namespace holding a bridge, and
 //! per node a namespace with a veth on that bridge, its own real etcd
-//! member (Debian's `/usr/bin/etcd`) and a real `keel vip` process
+//! member (the image's etcd 3.5) and a real `keel vip` process
 //! campaigning through that member, as PID 1 does on a node.
 //!
 //! What the VIP does is observed from outside the processes: `ip monitor
@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,35 @@ pub struct VipNet {
     capture: Option<JoinHandle<()>>,
 }
 
-/// Debian's etcd-server, installed by scripts/deps.sh.
-pub const ETCD: &str = "/usr/bin/etcd";
+/// The etcd the image carries (Debian trixie's etcd-server 3.5, extracted
+/// by image/fetch-debs.sh into the image cache), so the host tests run the
+/// same version as the nodes; `KEEL_ETCD` names another binary.
+pub fn etcd() -> PathBuf {
+    tool("KEEL_ETCD", "etcd-server/usr/bin/etcd")
+}
+
+/// etcd-client's `etcdctl` of the same version (fetched beside etcd, not
+/// put in the image); `KEEL_ETCDCTL` names another binary.
+pub fn etcdctl() -> PathBuf {
+    tool("KEEL_ETCDCTL", "etcd-client/usr/bin/etcdctl")
+}
+
+fn tool(var: &str, in_cache: &str) -> PathBuf {
+    let path = std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../build/cache")
+                .join(in_cache)
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: `make image` extracts etcd 3.5 from Debian trixie into build/cache (or set {var})",
+        path.display()
+    );
+    path
+}
 const SUBNET: [u8; 3] = [10, 77, 0];
 const BRIDGE: &str = "br0";
 const HUB_MAC: MacAddr = MacAddr::new(0x02, 0x6b, 0x65, 0x65, 0x6c, 0xee);
@@ -180,7 +207,8 @@ impl VipNet {
         let data = self.dir.path().join(format!("etcd{i}"));
         let log = self.log_file(&format!("etcd{i}.log"));
         let child = Command::new("ip")
-            .args(["netns", "exec", &node.ns, ETCD])
+            .args(["netns", "exec", &node.ns])
+            .arg(etcd())
             .args(["--name", &format!("n{i}")])
             .arg("--data-dir")
             .arg(&data)

@@ -101,7 +101,7 @@ fn holder(c: &Cluster) -> usize {
 /// `etcdctl` (etcd-client, API v3) against `port` on the host, with the CA
 /// and, when given, a client certificate.
 fn etcdctl(dir: &Path, port: u16, with_cert: bool, args: &[&str]) -> Output {
-    let mut cmd = Command::new("etcdctl");
+    let mut cmd = Command::new(keel_tests::vipnet::etcdctl());
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints=https://127.0.0.1:{port}"))
         .arg(format!("--cacert={}", dir.join("etcd-ca.crt").display()))
@@ -111,9 +111,7 @@ fn etcdctl(dir: &Path, port: u16, with_cert: bool, args: &[&str]) -> Output {
         cmd.arg(format!("--cert={}", dir.join("etcdctl.crt").display()))
             .arg(format!("--key={}", dir.join("etcdctl.key").display()));
     }
-    cmd.args(args)
-        .output()
-        .expect("etcdctl from Debian's etcd-client (scripts/deps.sh installs it)")
+    cmd.args(args).output().expect("run etcdctl")
 }
 
 #[test]

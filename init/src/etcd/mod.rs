@@ -41,5 +41,5 @@ pub const DATA_DIR: &str = "/var/lib/etcd";
 /// Where PID 1 writes the etcd certificates and keys.
 pub const PKI_DIR: &str = "/var/lib/keel/etcd-pki";
 
-/// The etcd binary in the image (Debian's `etcd-server`).
+/// The etcd binary in the image (Debian trixie's `etcd-server` 3.5).
 pub const BINARY: &str = "/usr/bin/etcd";

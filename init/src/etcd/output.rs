@@ -2,10 +2,14 @@
 //! prefix, kept in a bounded ring buffer, and scanned for the few messages
 //! that mean etcd cannot work with its data dir or membership.
 //!
-//! etcd 3.4 logs through capnslog by default, `2024-01-02 03:04:05.678901
-//! W | rafthttp: ...`, with a one-letter level (C, E, W, N, I, D); with
-//! `--logger=zap` it writes JSON with a `"level"` field. Both map onto the
-//! log levels, so etcd's errors are errors on the console too.
+//! etcd 3.5 (the image's) logs only through zap, one JSON object per line
+//! (`{"level":"warn","ts":...,"caller":...,"msg":...,<fields>}`); the line
+//! is rendered as `msg key=value ...` for the console and the ring (the
+//! timestamp and the Go source position only add width on an 80-column
+//! serial console), at its own level, so etcd's errors are errors on the
+//! console too. etcd 3.4's capnslog lines (`2024-01-02 03:04:05.678901 W |
+//! rafthttp: ...`, levels C, E, W, N, I, D) are still understood, for a
+//! host-test etcd or an older binary.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +138,34 @@ pub fn level(line: &str) -> log::Level {
     }
 }
 
+/// One etcd line as the console shows it: zap JSON as `msg key=value ...`
+/// (values compact JSON, strings bare), anything else as it is.
+pub fn render(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(line)
+    else {
+        return line.to_owned();
+    };
+    let mut out = match fields.get("msg") {
+        Some(serde_json::Value::String(m)) => m.trim_end().to_owned(),
+        _ => String::new(),
+    };
+    for (key, value) in &fields {
+        if matches!(key.as_str(), "level" | "ts" | "caller" | "msg") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push('=');
+        match value {
+            serde_json::Value::String(v) if !v.is_empty() && !v.contains(' ') => out.push_str(v),
+            v => out.push_str(&v.to_string()),
+        }
+    }
+    out
+}
+
 /// Reads `pipe` to its end: each line goes to the log (`etcd: ` prefix),
 /// into `ring`, and, when it reports a [`Problem`], to `problems`.
 pub async fn forward<R: AsyncRead + Unpin>(
@@ -155,11 +187,12 @@ pub async fn forward<R: AsyncRead + Unpin>(
         if line.is_empty() {
             continue;
         }
-        log::log!(level(line), "etcd: {line}");
+        let shown = render(line);
+        log::log!(level(line), "etcd: {shown}");
         if let Some(p) = classify(line) {
             let _ = problems.send(p);
         }
-        ring.lock().push(line.to_owned());
+        ring.lock().push(shown);
     }
 }
 
@@ -203,6 +236,26 @@ mod tests {
         for (line, lvl, problem) in table {
             assert_eq!(level(line), *lvl, "{line}");
             assert_eq!(classify(line), *problem, "{line}");
+        }
+    }
+
+    #[test]
+    fn zap_lines_render_as_message_and_fields() {
+        let table: &[(&str, &str)] = &[
+            (
+                r#"{"level":"info","ts":"2026-11-29T20:12:22.520065Z","caller":"etcdserver/raft.go:505","msg":"starting local member","local-member-id":"bdae9bbc11dd390d","cluster-id":"d1cfaf999eb97a2a"}"#,
+                "starting local member local-member-id=bdae9bbc11dd390d cluster-id=d1cfaf999eb97a2a",
+            ),
+            (
+                r#"{"level":"warn","msg":"Running: ","args":["etcd","--name","n1"],"pre-vote":true,"note":"two words"}"#,
+                r#"Running: args=["etcd","--name","n1"] pre-vote=true note="two words""#,
+            ),
+            (r#"{"level":"info","ts":"x"}"#, ""),
+            ("2024-01-02 03:04:05.678901 I | etcdserver: published", "2024-01-02 03:04:05.678901 I | etcdserver: published"),
+            ("{not json", "{not json"),
+        ];
+        for (line, want) in table {
+            assert_eq!(render(line), *want, "{line}");
         }
     }
 

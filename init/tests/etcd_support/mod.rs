@@ -18,7 +18,20 @@ use keel::etcd::health::Health;
 use keel::etcd::{Plan, Runtime, Settings, Supervisor};
 use keel::supervise::Reaper;
 
-pub const ETCD: &str = "/usr/bin/etcd";
+/// The etcd the image carries (Debian trixie's etcd-server 3.5, extracted
+/// by image/fetch-debs.sh into the image cache), so the host tests run the
+/// same version as the nodes; `KEEL_ETCD` names another binary.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("KEEL_ETCD")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../build/cache/etcd-server/usr/bin/etcd")
+            },
+            PathBuf::from,
+        )
+}
 
 /// One member's fixed facts.
 #[derive(Debug, Clone)]
@@ -83,7 +96,7 @@ pub fn plan(yaml: &str, spec: &Spec, data: &Path, pki_dir: &Path) -> Plan {
 
 /// Settings for the tests: probe every 500 ms, so state changes show fast.
 pub fn settings(plan: Plan) -> Settings {
-    let mut s = Settings::new(ETCD, plan);
+    let mut s = Settings::new(etcd_binary(), plan);
     s.probe_interval = Duration::from_millis(500);
     s.probe_timeout = Duration::from_secs(2);
     s
@@ -188,11 +201,13 @@ pub fn dirs(root: &Path, spec: &Spec) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Fails the test, naming the package, when the etcd binary is missing
-/// (scripts/deps.sh installs it): a test that cannot run must not pass.
+/// Fails the test, naming what to run, when the etcd binary is missing:
+/// a test that cannot run must not pass.
 pub fn require_etcd() {
+    let etcd = etcd_binary();
     assert!(
-        Path::new(ETCD).exists(),
-        "{ETCD} is missing: install Debian's etcd-server (scripts/deps.sh lists it)"
+        etcd.exists(),
+        "{} is missing: `make image` extracts etcd 3.5 from Debian trixie there (or set KEEL_ETCD)",
+        etcd.display()
     );
 }

@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn etcd_version() -> String {
-    std::process::Command::new(keel_tests::vipnet::ETCD)
+    std::process::Command::new(keel_tests::vipnet::etcd())
         .arg("--version")
         .output()
         .ok()
