@@ -67,13 +67,54 @@ impl std::fmt::Debug for Ca {
 }
 
 /// What to issue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Leaf {
     pub common_name: String,
+    /// Subject `O` values: Talos carries a client's roles there
+    /// (`os:admin`).
+    pub organization: Vec<String>,
     pub dns: Vec<String>,
     pub ips: Vec<IpAddr>,
     pub server: bool,
     pub client: bool,
+    /// How long it is valid; [`LIFETIME`] when `None`.
+    pub lifetime: Option<Duration>,
+}
+
+/// The key algorithm of a CA [`Ca::generate`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// What Talos uses for its OS (machine) CA.
+    Ed25519,
+    /// What Talos uses for its etcd CA.
+    EcdsaP256,
+}
+
+/// Checks that `pem` is a CA certificate (for `machine.acceptedCAs`).
+pub fn certificate_is_ca(pem: &str, key: &str) -> Result<(), X509Error> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        X509Error::BadCertificate {
+            key: key.to_owned(),
+            reason: format!("no PEM CERTIFICATE block ({e})"),
+        }
+    })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| X509Error::BadCertificate {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    if is_ca {
+        Ok(())
+    } else {
+        Err(X509Error::NotCa {
+            key: key.to_owned(),
+        })
+    }
 }
 
 impl Ca {
@@ -131,6 +172,48 @@ impl Ca {
         })
     }
 
+    /// A new self-signed CA (`keel gen`), valid for `lifetime` from an
+    /// hour ago; returns it with its certificate and key as PEM.
+    pub fn generate(
+        common_name: &str,
+        organization: &str,
+        kind: KeyKind,
+        lifetime: Duration,
+    ) -> Result<(Ca, Pair), X509Error> {
+        let err = |reason: String| X509Error::Issue {
+            what: common_name.to_owned(),
+            reason,
+        };
+        let alg = match kind {
+            KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        };
+        let key = KeyPair::generate_for(alg).map_err(|e| err(e.to_string()))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.to_string()))?;
+        let mut dn = DistinguishedName::new();
+        if !common_name.is_empty() {
+            dn.push(DnType::CommonName, common_name);
+        }
+        dn.push(DnType::OrganizationName, organization);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::try_from(lifetime).map_err(|e| err(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(|e| err(e.to_string()))?;
+        let pair = Pair {
+            crt: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        let ca = Ca::from_pem(&pair.crt, &pair.key, "generated CA", "generated CA key")?;
+        Ok((ca, pair))
+    }
+
     /// Issues `leaf` with a new key.
     pub fn issue(&self, leaf: &Leaf) -> Result<Pair, X509Error> {
         let err = |reason: String| X509Error::Issue {
@@ -145,6 +228,9 @@ impl Ca {
             .subject_alt_names
             .extend(leaf.ips.iter().map(|ip| SanType::IpAddress(*ip)));
         let mut dn = DistinguishedName::new();
+        for o in &leaf.organization {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
         dn.push(DnType::CommonName, leaf.common_name.as_str());
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -161,7 +247,7 @@ impl Ca {
         .collect();
         // No serial given: rcgen derives it from the (new, random) public
         // key, so each certificate has its own.
-        let (not_before, not_after) = self.validity();
+        let (not_before, not_after) = self.validity(leaf.lifetime.unwrap_or(LIFETIME));
         params.not_before = not_before;
         params.not_after = not_after;
         let cert = params
@@ -177,7 +263,7 @@ impl Ca {
     /// that reads earlier than the CA itself (no RTC, no time sync yet) is
     /// certainly wrong: the leaf then lives as long as the CA, so that
     /// peers with a right clock accept it, and Keel says so.
-    fn validity(&self) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    fn validity(&self, lifetime: Duration) -> (time::OffsetDateTime, time::OffsetDateTime) {
         let now = time::OffsetDateTime::now_utc();
         if now < self.not_before {
             log::warn!(
@@ -187,7 +273,7 @@ impl Ca {
             return (self.not_before, self.not_after);
         }
         let hour = time::Duration::hours(1);
-        let life = time::Duration::try_from(LIFETIME).unwrap_or(time::Duration::days(30));
+        let life = time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(30));
         (now - hour, (now + life).min(self.not_after))
     }
 }

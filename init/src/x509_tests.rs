@@ -65,6 +65,7 @@ fn issued_certificates_chain_to_the_ca_with_the_node_names() {
             ],
             server: true,
             client: true,
+            ..Default::default()
         };
         let pair = ca.issue(&leaf).unwrap();
         // (name the client dials, accepted)
@@ -117,6 +118,7 @@ fn a_client_only_certificate_is_not_a_server_one() {
             ips: Vec::new(),
             server: false,
             client: true,
+            ..Default::default()
         })
         .unwrap();
     let der = CertificateDer::from_pem_slice(pair.crt.as_bytes()).unwrap();

@@ -223,7 +223,7 @@ fn etcd(config: &crate::config::Config) -> String {
         (None, _) if e.allow_insecure => "NONE: plaintext on the node's address (allowInsecure)",
         (None, _) => "none",
     };
-    let clients = if e.client_on_node_address {
+    let clients = if e.clients_on_node_address() {
         "; clients on every address"
     } else {
         "; clients on loopback only"

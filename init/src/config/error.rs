@@ -141,6 +141,9 @@ pub enum WarningKind {
     Unsupported,
     /// A value Talos itself has deprecated; the message says what it means.
     Deprecated(String),
+    /// A valid value with a consequence worth knowing (a feature it turns
+    /// off); the message says which.
+    Note(String),
 }
 
 /// A non-fatal finding: an ignored Talos section or a deprecated value.
@@ -162,7 +165,7 @@ impl fmt::Display for Warning {
                 }
                 Ok(())
             }
-            WarningKind::Deprecated(message) => {
+            WarningKind::Deprecated(message) | WarningKind::Note(message) => {
                 f.write_str(&self.path)?;
                 if let Some(line) = self.line {
                     write!(f, " (line {line})")?;

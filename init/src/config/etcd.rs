@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::types::{CertPem, KeyPem, MemberName, PeerUrl, SubnetFilter};
+use super::types::{CertPem, EndpointUrl, KeyPem, MemberName, PeerUrl, SubnetFilter};
 use super::unsupported::section;
 
 section! {
@@ -19,11 +19,12 @@ section! {
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub struct Cluster {
         pub etcd: Option<Etcd>,
+        /// Talos `controlPlane`: Keel reads its `endpoint`.
+        pub control_plane: Option<ControlPlane>,
     }
     unsupported {
         id = "id",
         secret = "secret",
-        control_plane = "controlPlane",
         cluster_name = "clusterName",
         network = "network",
         token = "token",
@@ -45,6 +46,22 @@ section! {
         admin_kubeconfig = "adminKubeconfig",
         allow_scheduling_on_control_planes = "allowSchedulingOnControlPlanes",
         accepted_cas = "acceptedCAs",
+    }
+}
+
+section! {
+    /// `cluster.controlPlane`.
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ControlPlane {
+        /// Talos `endpoint`: where the cluster's API answers, usually the
+        /// VIP (`https://10.5.0.100:6443`). A node without an etcd member
+        /// list looks for a running member at its host, port 2379, to
+        /// join the cluster.
+        pub endpoint: Option<EndpointUrl>,
+    }
+    unsupported {
+        local_api_server_port = "localAPIServerPort",
     }
 }
 
@@ -80,8 +97,11 @@ section! {
         pub member_name: Option<MemberName>,
         /// **Keel extension** `initialCluster`: every founding member, name
         /// → peer URL (`node1: https://10.5.0.11:2380`), i.e. etcd's
-        /// `--initial-cluster`. Default: empty, a single-member cluster of
-        /// this node.
+        /// `--initial-cluster`; the founding members form the cluster by
+        /// themselves, and a list of one is a single-node control plane.
+        /// Default: empty, the Talos way: the cluster is formed by one
+        /// `bootstrap` request, and every other node joins it as a learner
+        /// through `cluster.controlPlane.endpoint`, a VIP or a known peer.
         #[serde(default)]
         pub initial_cluster: BTreeMap<MemberName, PeerUrl>,
         /// **Keel extension** `initialClusterToken`: etcd's
@@ -97,9 +117,11 @@ section! {
         /// **Keel extension** `clientOnNodeAddress`: also serve clients on
         /// the node's addresses (etcd listens on the wildcard address, so
         /// a VIP this node holds answers too), not only on loopback.
-        /// Default `false`.
-        #[serde(default)]
-        pub client_on_node_address: bool,
+        /// Default: `true` with TLS (as Talos's etcd listens on every
+        /// address; joining nodes and rejoin need a member's client API),
+        /// `false` with `allowInsecure` (plaintext stays on loopback).
+        /// Read it through [`Etcd::clients_on_node_address`].
+        pub client_on_node_address: Option<bool>,
         /// **Keel extension** `allowInsecure`: run etcd without TLS even
         /// though it listens on a non-loopback address (its peers do).
         /// Without a CA this must be set, on purpose; every boot says so
@@ -112,11 +134,19 @@ section! {
     }
 }
 
+impl Etcd {
+    /// `clientOnNodeAddress` with its default (see the field).
+    pub fn clients_on_node_address(&self) -> bool {
+        self.client_on_node_address.unwrap_or(!self.allow_insecure)
+    }
+}
+
 /// A CA as Talos writes it: `crt` and, where this node signs, `key`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateAuthority {
     pub crt: CertPem,
+    #[serde(default, deserialize_with = "super::unsupported::empty_as_none")]
     pub key: Option<KeyPem>,
 }
 

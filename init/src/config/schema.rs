@@ -48,6 +48,16 @@ section! {
     }
 }
 
+/// One of `machine.acceptedCAs`: a certificate (Talos allows a key too,
+/// which Keel never needs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedCa {
+    pub crt: super::types::CertPem,
+    #[serde(default, deserialize_with = "super::unsupported::empty_as_none")]
+    pub key: Option<super::types::KeyPem>,
+}
+
 /// `machine.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,12 +87,22 @@ section! {
         pub env: BTreeMap<String, String>,
         #[serde(default, deserialize_with = "null_as_default")]
         pub network: Network,
+        /// Talos `machine.ca`, the OS CA (`crt`, `key`): the node API's
+        /// server certificate is issued from it and its clients must
+        /// present a certificate it signed (a `talosconfig`'s). Without
+        /// it the node API is off.
+        pub ca: Option<super::etcd::CertificateAuthority>,
+        /// Talos `machine.acceptedCAs`: more CAs whose client certificates
+        /// the node API accepts (a CA being rotated out).
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub accepted_cas: Vec<AcceptedCa>,
+        /// Talos `machine.certSANs`: extra names and addresses for the node
+        /// API's server certificate.
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub cert_sans: Vec<String>,
     }
     unsupported {
         token = "token",
-        ca = "ca",
-        accepted_cas = "acceptedCAs",
-        cert_sans = "certSANs",
         control_plane = "controlPlane",
         kubelet = "kubelet",
         pods = "pods",

@@ -42,6 +42,8 @@ pub enum ValueError {
     MemberName(String),
     #[error("{0:?} is not a peer URL, expected `http://` or `https://`, a host and a port, like `https://10.5.0.11:2380`")]
     PeerUrl(String),
+    #[error("{0:?} is not an endpoint URL, expected `https://` (or `http://`), a host and an optional port, like `https://10.5.0.100:6443`")]
+    EndpointUrl(String),
     #[error(
         "invalid base64 ({0}), expected base64-encoded PEM as in Talos (`base64 -w0 file.pem`)"
     )]
@@ -514,6 +516,19 @@ impl TryFrom<String> for PeerUrl {
 }
 
 fn parse_peer_url(s: &str) -> Option<PeerUrl> {
+    let (tls, host, port) = parse_url(s)?;
+    Some(PeerUrl {
+        url: s.to_owned(),
+        tls,
+        host,
+        port: port?,
+    })
+}
+
+/// `http(s)://host[:port][/]`: whether it is `https`, the host (IPv6
+/// without brackets; a DNS name must be a valid [`DomainName`]) and the
+/// port if given.
+fn parse_url(s: &str) -> Option<(bool, String, Option<u16>)> {
     let (tls, rest) = if let Some(rest) = s.strip_prefix("https://") {
         (true, rest)
     } else {
@@ -521,27 +536,72 @@ fn parse_peer_url(s: &str) -> Option<PeerUrl> {
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, port) = v6.split_once("]:")?;
+        let (host, after) = v6.split_once(']')?;
         host.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
         (host, port)
     } else {
-        let (host, port) = authority.rsplit_once(':')?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
         let is_ip = host.parse::<std::net::Ipv4Addr>().is_ok();
         if !is_ip {
             DomainName::try_from(host.to_owned()).ok()?;
         }
         (host, port)
     };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let port = match port {
+        None => None,
+        Some(p) => {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(p.parse::<u16>().ok().filter(|p| *p != 0)?)
+        }
+    };
+    Some((tls, host.to_owned(), port))
+}
+
+/// Talos `cluster.controlPlane.endpoint`: the URL the cluster's API is
+/// reached at, `https://<host>[:port]` (`talosctl gen config` writes
+/// `https://<VIP or name>:6443`). Keel uses its host to find a running
+/// etcd member when joining (`<host>:2379`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct EndpointUrl {
+    url: String,
+    host: String,
+}
+
+impl EndpointUrl {
+    pub fn as_str(&self) -> &str {
+        &self.url
     }
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    Some(PeerUrl {
-        url: s.to_owned(),
-        tls,
-        host: host.to_owned(),
-        port,
-    })
+
+    /// The host, without brackets for IPv6: an IP address or a DNS name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+impl TryFrom<String> for EndpointUrl {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        match parse_url(&s) {
+            Some((_, host, _)) => Ok(EndpointUrl { url: s, host }),
+            None => Err(ValueError::EndpointUrl(s)),
+        }
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
 }
 
 impl fmt::Display for PeerUrl {

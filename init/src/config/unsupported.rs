@@ -72,3 +72,18 @@ where
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
+
+/// An empty string reads as absent: Talos writes `key: ""` for a CA whose
+/// key this node does not hold (a worker's `machine.ca`).
+pub(crate) fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => T::try_from(s).map(Some).map_err(serde::de::Error::custom),
+    }
+}

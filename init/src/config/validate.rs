@@ -23,6 +23,7 @@ pub(crate) fn validate(config: &Config, spans: &Spans) -> (Vec<ConfigError>, Vec
     interfaces(config, &mut f);
     vips(config, &mut f);
     etcd(config, &mut f);
+    machine_ca(config, &mut f);
     let pos = |line: Option<usize>, column: Option<usize>| {
         (line.unwrap_or(usize::MAX), column.unwrap_or(0))
     };
@@ -288,6 +289,50 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
     }
 }
 
+/// A CA Keel issues from: a CA certificate and its own key.
+fn check_ca(crt: &str, key: &str, path: &YamlPath, name: &str, f: &mut Findings<'_>) {
+    let (crt_name, key_name) = (format!("{name}.crt"), format!("{name}.key"));
+    if let Err(e) = crate::x509::Ca::from_pem(crt, key, &crt_name, &key_name) {
+        let at = match &e {
+            crate::x509::X509Error::BadKey { .. } | crate::x509::X509Error::KeyMismatch { .. } => {
+                path.key("key")
+            }
+            _ => path.key("crt"),
+        };
+        f.error(&at, e.to_string());
+    }
+}
+
+/// `machine.ca`, the node API's CA: without its key the API cannot issue
+/// its server certificate and stays off, which is worth a warning on a
+/// control-plane node (a worker config from talosctl carries no key).
+fn machine_ca(config: &Config, f: &mut Findings<'_>) {
+    let path = root().key("machine").key("ca");
+    match &config.machine.ca {
+        Some(ca) => match &ca.key {
+            Some(key) => check_ca(ca.crt.pem(), key.pem(), &path, "machine.ca", f),
+            None if config.machine_type() == MachineType::Controlplane => {
+                f.warnings.push(Warning {
+                    line: f.spans.key(&path).map(|p| p.line),
+                    path: path.to_string(),
+                    kind: WarningKind::Note(
+                        "machine.ca has no key: the node API is off (it issues its server certificate from this CA)".to_owned(),
+                    ),
+                })
+            }
+            None => {}
+        },
+        None => {}
+    }
+    for (i, ca) in config.machine.accepted_cas.iter().enumerate() {
+        let at = root().key("machine").key("acceptedCAs").index(i).key("crt");
+        let name = format!("machine.acceptedCAs[{i}].crt");
+        if let Err(e) = crate::x509::certificate_is_ca(ca.crt.pem(), &name) {
+            f.error(&at, e.to_string());
+        }
+    }
+}
+
 /// TLS by default (see `etcd::args`): a CA Keel can issue from, explicit
 /// certificates, or `allowInsecure` on purpose.
 fn etcd_tls(config: &Config, etcd: &super::Etcd, base: &YamlPath, f: &mut Findings<'_>) {
@@ -301,22 +346,7 @@ fn etcd_tls(config: &Config, etcd: &super::Etcd, base: &YamlPath, f: &mut Findin
                 &base.key("ca"),
                 "cluster.etcd.ca has no key, so Keel cannot issue this node's etcd certificates from it; expected ca.key (as talosctl writes it), or cluster.etcd.peer and cluster.etcd.server".to_owned(),
             ),
-            Some(key) => {
-                let ca_path = base.key("ca");
-                if let Err(e) = crate::x509::Ca::from_pem(
-                    ca.crt.pem(),
-                    key.pem(),
-                    "cluster.etcd.ca.crt",
-                    "cluster.etcd.ca.key",
-                ) {
-                    let at = match &e {
-                        crate::x509::X509Error::BadKey { .. }
-                        | crate::x509::X509Error::KeyMismatch { .. } => ca_path.key("key"),
-                        _ => ca_path.key("crt"),
-                    };
-                    f.error(&at, e.to_string());
-                }
-            }
+            Some(key) => check_ca(ca.crt.pem(), key.pem(), &base.key("ca"), "cluster.etcd.ca", f),
         },
         (None, false) if !etcd.allow_insecure => f.error(
             base,

@@ -384,7 +384,7 @@ impl Plan {
             .map(|a| url(peer_scheme, *a, peer_port))
             .collect();
         let local_endpoint = format!("{client_scheme}://{}", rt.local_client);
-        let (listen_client_urls, advertise_client_urls) = if !etcd.client_on_node_address {
+        let (listen_client_urls, advertise_client_urls) = if !etcd.clients_on_node_address() {
             (vec![local_endpoint.clone()], vec![local_endpoint.clone()])
         } else if rt.clients_on_any {
             // The wildcard: every node address, and a VIP once this node
@@ -501,6 +501,7 @@ impl Plan {
             ips,
             server,
             client: true,
+            ..Default::default()
         };
         let mut server_ips = node.clone();
         server_ips.extend(vips.iter().copied().filter(|v| !node.contains(v)));

@@ -241,7 +241,9 @@ fn tls_flags_and_client_identity() {
     let p = plan(&yaml, &["10.0.0.1"]).unwrap();
     let args = p.args(&p.static_start());
     let want = [
-        "--listen-client-urls=https://127.0.0.1:2379",
+        // With TLS, clients are served on every address by default.
+        "--listen-client-urls=https://0.0.0.0:2379",
+        "--advertise-client-urls=https://10.0.0.1:2379",
         "--client-cert-auth=true",
         "--cert-file=/pki/server.crt",
         "--key-file=/pki/server.key",

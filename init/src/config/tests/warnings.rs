@@ -68,8 +68,10 @@ fn every_unsupported_key_is_accepted() {
             );
         }
     }
-    assert!(Machine::UNSUPPORTED_KEYS.len() >= 24);
-    assert!(Cluster::UNSUPPORTED_KEYS.len() >= 24);
+    // Everything of Talos's but what Keel reads (machine.type, env,
+    // network, ca, acceptedCAs, certSANs; cluster.etcd, controlPlane).
+    assert!(Machine::UNSUPPORTED_KEYS.len() >= 21);
+    assert!(Cluster::UNSUPPORTED_KEYS.len() >= 23);
 }
 
 #[test]
@@ -106,7 +108,9 @@ fn etcd_extensions_and_defaults() {
     let c = p.config;
     let etcd = c.cluster.etcd.as_ref().unwrap();
     assert_eq!(etcd.initial_cluster_token, "keel");
-    assert!(!etcd.client_on_node_address);
+    // Unset: on by default with TLS.
+    assert_eq!(etcd.client_on_node_address, None);
+    assert!(etcd.clients_on_node_address());
     assert!(etcd.server.is_none());
     assert_eq!(etcd.extra_args["heartbeat-interval"], "250");
     assert!(etcd.advertised_subnets[1].exclude);
