@@ -92,12 +92,11 @@ pub enum KeyKind {
 
 /// Checks that `pem` is a CA certificate (for `machine.acceptedCAs`).
 pub fn certificate_is_ca(pem: &str, key: &str) -> Result<(), X509Error> {
-    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
-        X509Error::BadCertificate {
+    let der =
+        CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| X509Error::BadCertificate {
             key: key.to_owned(),
             reason: format!("no PEM CERTIFICATE block ({e})"),
-        }
-    })?;
+        })?;
     let (_, cert) =
         x509_parser::parse_x509_certificate(&der).map_err(|e| X509Error::BadCertificate {
             key: key.to_owned(),
@@ -189,7 +188,8 @@ impl Ca {
             KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         };
         let key = KeyPair::generate_for(alg).map_err(|e| err(e.to_string()))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.to_string()))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.to_string()))?;
         let mut dn = DistinguishedName::new();
         if !common_name.is_empty() {
             dn.push(DnType::CommonName, common_name);
@@ -204,7 +204,8 @@ impl Ca {
         ];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::try_from(lifetime).map_err(|e| err(e.to_string()))?;
+        params.not_after =
+            now + time::Duration::try_from(lifetime).map_err(|e| err(e.to_string()))?;
         let cert = params.self_signed(&key).map_err(|e| err(e.to_string()))?;
         let pair = Pair {
             crt: cert.pem(),

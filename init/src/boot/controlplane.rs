@@ -88,11 +88,13 @@ async fn start_etcd(
     };
     let mut waiting_logged = false;
     let (mut plan, addresses) = loop {
-        let rt = Runtime::new(
+        let mut rt = Runtime::new(
             node_addresses(&rtnl).await,
             etcd::DATA_DIR.into(),
             etcd::PKI_DIR.into(),
         );
+        // Names the member when the config does not (DHCP, auto: stable).
+        rt.hostname = kernel_hostname();
         match Plan::from_config(&config, &rt) {
             Ok(plan) => break (plan, rt.addresses),
             // The address comes with the network (static or DHCP): wait.
@@ -157,9 +159,17 @@ fn node_hostname(config: &Config, member: &str) -> String {
     spec.host
         .hostname
         .map(|h| h.split('.').next().unwrap_or(&h).to_owned())
-        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
-        .filter(|h| !h.is_empty() && h != "(none)")
+        .or_else(kernel_hostname)
         .unwrap_or_else(|| member.to_owned())
+}
+
+/// The kernel's hostname, unless unset (`(none)`, the kernel's default).
+fn kernel_hostname() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()?
+        .into_string()
+        .ok()
+        .filter(|h| !h.is_empty() && h != "(none)" && h != "localhost")
 }
 
 fn humantime(d: Duration) -> String {

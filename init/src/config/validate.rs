@@ -308,8 +308,8 @@ fn check_ca(crt: &str, key: &str, path: &YamlPath, name: &str, f: &mut Findings<
 /// control-plane node (a worker config from talosctl carries no key).
 fn machine_ca(config: &Config, f: &mut Findings<'_>) {
     let path = root().key("machine").key("ca");
-    match &config.machine.ca {
-        Some(ca) => match &ca.key {
+    if let Some(ca) = &config.machine.ca {
+        match &ca.key {
             Some(key) => check_ca(ca.crt.pem(), key.pem(), &path, "machine.ca", f),
             None if config.machine_type() == MachineType::Controlplane => {
                 f.warnings.push(Warning {
@@ -321,8 +321,7 @@ fn machine_ca(config: &Config, f: &mut Findings<'_>) {
                 })
             }
             None => {}
-        },
-        None => {}
+        }
     }
     for (i, ca) in config.machine.accepted_cas.iter().enumerate() {
         let at = root().key("machine").key("acceptedCAs").index(i).key("crt");

@@ -11,8 +11,9 @@
 //!   `initialCluster`, and its host must be one of the node's addresses
 //!   (etcd listens there). `listenSubnets` adds more listen addresses;
 //!   `advertisedSubnets`, when set, must select that address. With no
-//!   `initialCluster` (a single-member cluster) the advertised address is
-//!   the first node address `advertisedSubnets` selects, port 2380.
+//!   `initialCluster` (the Talos way: [`Formation::Discovered`], see
+//!   [`super::join`]) the advertised address is the first node address
+//!   `advertisedSubnets` selects, port 2380.
 //! - clients: always on loopback; on the advertised node address too with
 //!   `clientOnNodeAddress` (which [`super::rejoin`] needs on the peers).
 //!
@@ -149,6 +150,9 @@ pub struct Runtime {
     /// only the advertised one. On in production; the host tests, which
     /// run three members on one host, turn it off.
     pub clients_on_any: bool,
+    /// The node's hostname of the moment (DHCP, `auto: stable`): the member
+    /// name when the config names none.
+    pub hostname: Option<String>,
 }
 
 impl Runtime {
@@ -160,6 +164,41 @@ impl Runtime {
             client_port: DEFAULT_CLIENT_PORT,
             local_client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_CLIENT_PORT),
             clients_on_any: true,
+            hostname: None,
+        }
+    }
+}
+
+/// How the etcd cluster forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formation {
+    /// `initialCluster` lists the founding members, which form the cluster
+    /// by themselves ([`super::rejoin`]); a list of one is a single-node
+    /// control plane.
+    Static,
+    /// No member list, as in every Talos config: one explicit `bootstrap`
+    /// starts the cluster, every other node joins it as a learner through
+    /// one of `seeds` ([`super::join`]). Never a cluster of one by itself.
+    Discovered { seeds: Vec<Seed> },
+}
+
+/// Where a joining node looks for a running member: a host (an address,
+/// or a name resolved when asked) on the etcd client port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub host: String,
+    pub port: u16,
+    /// What the config calls it, for the console
+    /// (`cluster.controlPlane.endpoint`, `VIP`).
+    pub via: &'static str,
+}
+
+impl std::fmt::Display for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{} ({})", self.host, self.port, self.via)
+        } else {
+            write!(f, "{}:{} ({})", self.host, self.port, self.via)
         }
     }
 }
@@ -186,11 +225,14 @@ impl ClusterState {
     }
 }
 
-/// How to start etcd this time (see [`super::rejoin`]).
+/// How to start etcd this time (see [`super::rejoin`], [`super::join`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Start {
     pub state: ClusterState,
     pub initial_cluster: Vec<Member>,
+    /// Joined as a learner: its member ID and the client endpoints of the
+    /// members that can promote it (a learner serves no member API).
+    pub learner: Option<(u64, Vec<String>)>,
 }
 
 /// TLS for Keel's own etcd client (health probe, rejoin): the CA, and the
@@ -248,6 +290,7 @@ pub struct Plan {
     pub advertise_client_urls: Vec<String>,
     /// The founding members, `initialCluster` (or just this node).
     pub initial_cluster: Vec<Member>,
+    pub formation: Formation,
     pub token: String,
     pub data_dir: PathBuf,
     pub pki_dir: PathBuf,
@@ -284,7 +327,9 @@ impl Plan {
 
         let (name, peer_url, addr, peer_port, initial_cluster) = if etcd.initial_cluster.is_empty()
         {
-            let name = name.unwrap_or_else(|| "default".to_owned());
+            let name = name
+                .or_else(|| rt.hostname.clone())
+                .unwrap_or_else(|| "default".to_owned());
             let addr = rt
                 .addresses
                 .iter()
@@ -424,6 +469,14 @@ impl Plan {
             })
             .collect();
 
+        let formation = if etcd.initial_cluster.is_empty() {
+            Formation::Discovered {
+                seeds: seeds(config, rt.client_port),
+            }
+        } else {
+            Formation::Static
+        };
+
         let client_tls = tls.as_ref().map(|m| ClientTls {
             ca: m.ca.clone(),
             // The peer certificate carries clientAuth (etcd's peers dial
@@ -453,6 +506,7 @@ impl Plan {
             listen_client_urls,
             advertise_client_urls,
             initial_cluster,
+            formation,
             token: etcd.initial_cluster_token.clone(),
             data_dir: rt.data_dir.clone(),
             pki_dir: rt.pki_dir.clone(),
@@ -532,6 +586,16 @@ impl Plan {
         Start {
             state: ClusterState::New,
             initial_cluster: self.initial_cluster.clone(),
+            learner: None,
+        }
+    }
+
+    /// `http` or `https`, as the client URLs are.
+    pub fn client_scheme(&self) -> &'static str {
+        if self.local_endpoint.starts_with("https://") {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -634,6 +698,35 @@ fn contains(c: &Cidr, ip: IpAddr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Where a node without a member list looks for its cluster: the host of
+/// `cluster.controlPlane.endpoint`, then each VIP, on the client `port`.
+fn seeds(config: &Config, port: u16) -> Vec<Seed> {
+    let mut out: Vec<Seed> = Vec::new();
+    let endpoint = config
+        .cluster
+        .control_plane
+        .as_ref()
+        .and_then(|c| c.endpoint.as_ref());
+    if let Some(e) = endpoint {
+        out.push(Seed {
+            host: e.host().to_owned(),
+            port,
+            via: "cluster.controlPlane.endpoint",
+        });
+    }
+    for v in crate::net::spec::from_config(config).vips {
+        let host = v.ip.to_string();
+        if !out.iter().any(|s| s.host == host) {
+            out.push(Seed {
+                host,
+                port,
+                via: "VIP",
+            });
+        }
+    }
+    out
 }
 
 /// Talos's subnet filters: selected when some plain filter contains the

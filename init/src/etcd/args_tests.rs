@@ -206,6 +206,7 @@ fn existing_start_and_endpoints() {
                 peer_url: "http://10.0.0.1:2380".into(),
             },
         ],
+        learner: None,
     };
     let args = p.args(&start);
     assert!(args.contains(&"--initial-cluster-state=existing".to_owned()));

@@ -9,6 +9,14 @@
 //! hold the shared IP on a node whose etcd cannot reach a majority. The key
 //! read, `health`, is the one `etcdctl endpoint health` reads.
 //!
+//! Before the read, a `Status` call (which a learner serves, etcd's
+//! `isRPCSupportedForLearner`, while it refuses the quorum read with
+//! "rpc not supported for learner") says whether this member is a raft
+//! learner: a learner is [`Health::Learner`], never healthy, so a node
+//! that is still joining never campaigns for a VIP. The status also names
+//! the member, the leader and the raft term ([`MemberView`], for the node
+//! API).
+//!
 //! The state is a pure function of the previous state and one event
 //! ([`next`]), so the transitions are a table test; the supervisor and the
 //! probe task both apply events to one `watch::Sender`, and a stale probe
@@ -33,6 +41,9 @@ pub enum Health {
     Healthy,
     /// A probe failed after etcd had been healthy.
     Unhealthy,
+    /// This member is a raft learner (joined, not yet promoted to voter):
+    /// it serves no quorum reads and must not take part in elections.
+    Learner,
     /// etcd exited; the supervisor waits out the backoff (or rejoins).
     Restarting,
     /// Stopped for shutdown; final.
@@ -45,6 +56,7 @@ impl std::fmt::Display for Health {
             Health::Starting => "starting",
             Health::Healthy => "healthy",
             Health::Unhealthy => "unhealthy",
+            Health::Learner => "learner",
             Health::Restarting => "restarting",
             Health::Stopped => "stopped",
         })
@@ -56,6 +68,8 @@ pub enum Event {
     Spawned,
     ProbeOk,
     ProbeFailed,
+    /// The member answered its status as a learner.
+    ProbeLearner,
     Exited,
     Stopped,
 }
@@ -70,11 +84,14 @@ pub fn next(prev: Health, event: Event) -> Health {
         (_, E::Exited) => H::Restarting,
         (_, E::Spawned) => H::Starting,
         // Probe results count only while etcd runs.
-        (H::Restarting, E::ProbeOk | E::ProbeFailed) => H::Restarting,
-        (H::Starting | H::Healthy | H::Unhealthy, E::ProbeOk) => H::Healthy,
-        // A member forming its cluster fails reads until quorum: that is
-        // still starting, not a fault.
+        (H::Restarting, E::ProbeOk | E::ProbeFailed | E::ProbeLearner) => H::Restarting,
+        (H::Starting | H::Healthy | H::Unhealthy | H::Learner, E::ProbeOk) => H::Healthy,
+        (H::Starting | H::Healthy | H::Unhealthy | H::Learner, E::ProbeLearner) => H::Learner,
+        // A member forming its cluster fails reads until quorum, and a
+        // learner may fail one while it catches up: that is still
+        // starting (or joining), not a fault.
         (H::Starting, E::ProbeFailed) => H::Starting,
+        (H::Learner, E::ProbeFailed) => H::Learner,
         (H::Healthy | H::Unhealthy, E::ProbeFailed) => H::Unhealthy,
     }
 }
@@ -145,23 +162,53 @@ pub async fn connect_with(
     }
 }
 
-/// One linearizable read through `client`.
+/// What the member says about itself in its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    pub cluster_id: u64,
+    /// The leader's member ID (0: none known).
+    pub leader: u64,
+    pub raft_term: u64,
+    pub is_learner: bool,
+    pub version: String,
+}
+
+/// This member's status, then (unless it is a learner, which would refuse
+/// it) one linearizable read through `client`.
 pub async fn probe(
     client: &mut Client,
     endpoint: &str,
     timeout: Duration,
-) -> Result<(), ProbeError> {
-    match tokio::time::timeout(timeout, client.get(PROBE_KEY, None)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(source)) => Err(ProbeError::Read {
-            endpoint: endpoint.to_owned(),
-            source,
-        }),
-        Err(_) => Err(ProbeError::Timeout {
-            endpoint: endpoint.to_owned(),
-            timeout,
-        }),
+) -> Result<MemberView, ProbeError> {
+    let fail = |source| ProbeError::Read {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let timed_out = || ProbeError::Timeout {
+        endpoint: endpoint.to_owned(),
+        timeout,
+    };
+    let status = tokio::time::timeout(timeout, client.status())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(fail)?;
+    let view = MemberView {
+        id: status.header().map_or(0, |h| h.member_id()),
+        cluster_id: status.header().map_or(0, |h| h.cluster_id()),
+        leader: status.leader(),
+        raft_term: status.raft_term(),
+        is_learner: status.is_learner(),
+        version: status.version().to_owned(),
+    };
+    if view.is_learner {
+        return Ok(view);
     }
+    tokio::time::timeout(timeout, client.get(PROBE_KEY, None))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(fail)?;
+    Ok(view)
 }
 
 /// One probe through `client`, connecting first when there is none; a
@@ -172,7 +219,7 @@ async fn attempt(
     endpoint: &str,
     tls: Option<&ClientTls>,
     timeout: Duration,
-) -> Result<(), ProbeError> {
+) -> Result<MemberView, ProbeError> {
     let c = match client {
         Some(c) => c,
         None => client.insert(connect(endpoint, tls, timeout).await?),
@@ -199,6 +246,7 @@ pub async fn run(
     interval: Duration,
     timeout: Duration,
     state: tokio::sync::watch::Sender<Health>,
+    view: tokio::sync::watch::Sender<Option<MemberView>>,
 ) {
     let mut client: Option<Client> = None;
     let mut last_error: Option<String> = None;
@@ -212,7 +260,8 @@ pub async fn run(
             result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
         }
         let event = match &result {
-            Ok(()) => Event::ProbeOk,
+            Ok(v) if v.is_learner => Event::ProbeLearner,
+            Ok(_) => Event::ProbeOk,
             Err(_) => Event::ProbeFailed,
         };
         match &result {
@@ -223,7 +272,11 @@ pub async fn run(
                     last_error = Some(text);
                 }
             }
-            Ok(()) => last_error = None,
+            Ok(v) => {
+                last_error = None;
+                let v = Some(v.clone());
+                view.send_if_modified(|cur| std::mem::replace(cur, v.clone()) != v);
+            }
         }
         state.send_if_modified(|h| {
             let n = next(*h, event);
@@ -232,6 +285,9 @@ pub async fn run(
             }
             match n {
                 Health::Healthy => log::info!("etcd is {n} (was {h})"),
+                Health::Learner => log::info!(
+                    "etcd is a {n} (was {h}): a non-voting member catching up; it takes part in no VIP election until it is promoted"
+                ),
                 _ => log::warn!(
                     "etcd is {n} (was {h}): {}",
                     last_error.as_deref().unwrap_or("")
@@ -272,6 +328,14 @@ mod tests {
             (H::Stopped, E::Spawned, H::Stopped),
             (H::Stopped, E::ProbeOk, H::Stopped),
             (H::Stopped, E::Exited, H::Stopped),
+            // Joining: a learner until promoted, never healthy meanwhile.
+            (H::Starting, E::ProbeLearner, H::Learner),
+            (H::Learner, E::ProbeFailed, H::Learner),
+            (H::Learner, E::ProbeLearner, H::Learner),
+            (H::Learner, E::ProbeOk, H::Healthy),
+            (H::Learner, E::Exited, H::Restarting),
+            (H::Restarting, E::ProbeLearner, H::Restarting),
+            (H::Stopped, E::ProbeLearner, H::Stopped),
         ];
         for (prev, ev, want) in table {
             assert_eq!(next(*prev, *ev), *want, "{prev:?} + {ev:?}");

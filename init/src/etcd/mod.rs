@@ -24,6 +24,7 @@
 pub mod args;
 pub mod backoff;
 pub mod health;
+pub mod join;
 pub mod output;
 pub mod pki;
 pub mod rejoin;

@@ -150,7 +150,9 @@ pub fn render(line: &str) -> String {
         _ => String::new(),
     };
     for (key, value) in &fields {
-        if matches!(key.as_str(), "level" | "ts" | "caller" | "msg") {
+        // A Go stack trace (on etcd's errors) is many lines of frames;
+        // the message says what went wrong.
+        if matches!(key.as_str(), "level" | "ts" | "caller" | "msg" | "stacktrace") {
             continue;
         }
         if !out.is_empty() {

@@ -102,12 +102,21 @@ pub fn has_data(data_dir: &Path) -> bool {
 }
 
 /// A member as a peer reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Seen {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl Seen {
+    /// etcd lists a member that has not started yet with no name and no
+    /// client URLs (it publishes both once it runs).
+    pub fn started(&self) -> bool {
+        !self.client_urls.is_empty()
+    }
 }
 
 impl From<&etcd_client::Member> for Seen {
@@ -117,6 +126,7 @@ impl From<&etcd_client::Member> for Seen {
             name: m.name().to_owned(),
             peer_urls: m.peer_urls().to_vec(),
             client_urls: m.client_urls().to_vec(),
+            is_learner: m.is_learner(),
         }
     }
 }
@@ -226,6 +236,7 @@ pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
             Ok(Start {
                 state: ClusterState::Existing,
                 initial_cluster,
+                learner: None,
             })
         }
         Action::Replace { remove } => {
@@ -267,6 +278,7 @@ pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
             Ok(Start {
                 state: ClusterState::Existing,
                 initial_cluster: initial_cluster(&list, me, &plan.name),
+                learner: None,
             })
         }
     }
@@ -320,41 +332,44 @@ async fn check_cluster_id(plan: &Plan) -> Result<(), RejoinError> {
     }
 }
 
-/// A founding member that returned its member list.
-struct Answer {
+/// A member that returned its member list.
+pub(super) struct Answer {
     /// `name at endpoint`.
-    peer: String,
-    client: Client,
-    cluster_id: u64,
-    members: Vec<Seen>,
+    pub peer: String,
+    pub client: Client,
+    pub cluster_id: u64,
+    pub members: Vec<Seen>,
 }
 
 /// Every other founding member that returns a member list, in
 /// `initialCluster` order, each with the client that reached it.
 async fn ask_peers(plan: &Plan) -> Vec<Answer> {
-    let asks = plan
-        .peer_endpoints
-        .iter()
-        .map(|(name, endpoint)| async move {
-            let mut client = health::connect(endpoint, plan.client_tls.as_ref(), PEER_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())?;
-            match tokio::time::timeout(PEER_TIMEOUT, client.member_list()).await {
-                Ok(Ok(list)) => Ok(Answer {
-                    peer: format!("{name} at {endpoint}"),
-                    cluster_id: list.header().map_or(0, |h| h.cluster_id()),
-                    members: list.members().iter().map(Seen::from).collect(),
-                    client,
-                }),
-                Ok(Err(e)) => Err(format!("{name} at {endpoint}: {e}")),
-                Err(_) => Err(format!("{name} at {endpoint}: timed out")),
-            }
-        });
+    ask(&plan.peer_endpoints, plan).await
+}
+
+/// Each `(label, endpoint)` that returns a member list, in order, each with
+/// the client that reached it; the others are logged at debug level.
+pub(super) async fn ask(targets: &[(String, String)], plan: &Plan) -> Vec<Answer> {
+    let asks = targets.iter().map(|(name, endpoint)| async move {
+        let mut client = health::connect(endpoint, plan.client_tls.as_ref(), PEER_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(PEER_TIMEOUT, client.member_list()).await {
+            Ok(Ok(list)) => Ok(Answer {
+                peer: format!("{name} at {endpoint}"),
+                cluster_id: list.header().map_or(0, |h| h.cluster_id()),
+                members: list.members().iter().map(Seen::from).collect(),
+                client,
+            }),
+            Ok(Err(e)) => Err(format!("{name} at {endpoint}: {e}")),
+            Err(_) => Err(format!("{name} at {endpoint}: timed out")),
+        }
+    });
     let mut out = Vec::new();
     for r in join_all(asks).await {
         match r {
             Ok(a) => out.push(a),
-            Err(e) => log::debug!("etcd rejoin: {e}"),
+            Err(e) => log::debug!("etcd: asking for the member list: {e}"),
         }
     }
     out
@@ -386,6 +401,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            is_learner: false,
         }
     }
 

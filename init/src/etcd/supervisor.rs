@@ -2,7 +2,9 @@
 //! backoff, stop.
 //!
 //! One task per [`Supervisor`] runs the loop: write the PKI files, decide
-//! how to start ([`super::rejoin::prepare`]), spawn etcd through the
+//! how to start ([`super::rejoin::prepare`] for a static member list,
+//! [`super::join::prepare`] without one: that may wait for a bootstrap
+//! request, [`Supervisor::bootstrap`]), spawn etcd through the
 //! [`Reaper`] (which owns `waitpid`; the exit arrives on a oneshot), watch
 //! it until it exits or a stop is asked, wait out the backoff, repeat.
 //! Every failure on the way (PKI write, rejoin, spawn, exit) is logged and
@@ -30,9 +32,10 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::args::{Plan, Start};
+use super::args::{Formation, Plan, Start};
 use super::backoff::Backoff;
-use super::health::{self, Event, Health};
+use super::health::{self, Event, Health, MemberView};
+use super::join::{self, BootstrapRequest};
 use super::output::{self, Problem, SharedRing};
 use super::{pki, rejoin};
 use crate::lock;
@@ -50,7 +53,12 @@ pub enum SupervisorError {
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Rejoin(#[from] rejoin::RejoinError),
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
 }
+
+/// How long a bootstrap request waits for the supervisor's answer.
+const BOOTSTRAP_REPLY: Duration = Duration::from_secs(15);
 
 /// What the supervisor runs and how.
 #[derive(Debug, Clone)]
@@ -88,6 +96,8 @@ struct Shared {
     attempts: u32,
     starts: u32,
     last_error: Option<String>,
+    /// Waiting for a bootstrap request or a member to join through this.
+    waiting: Option<String>,
 }
 
 /// The handle: health, output, current pid, stop. Dropping it without
@@ -95,27 +105,35 @@ struct Shared {
 /// task, so a test that panics leaves nothing running.
 pub struct Supervisor {
     health: watch::Receiver<Health>,
+    view: watch::Receiver<Option<MemberView>>,
     ring: SharedRing,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    bootstrap: mpsc::Sender<BootstrapRequest>,
+    discovered: bool,
 }
 
 impl Supervisor {
     /// Starts supervising on the current tokio runtime.
     pub fn start(reaper: Reaper, settings: Settings) -> Supervisor {
         let (state_tx, health) = watch::channel(Health::Starting);
+        let (view_tx, view) = watch::channel(None);
         let ring = SharedRing::new(settings.ring_lines, settings.ring_bytes);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
+        let (bootstrap, requests) = mpsc::channel(4);
+        let discovered = matches!(settings.plan.formation, Formation::Discovered { .. });
         let task = Task {
             reaper,
             settings,
             state: state_tx,
+            view: view_tx,
             ring: ring.clone(),
             shared: shared.clone(),
             stop: stop_rx,
+            requests: tokio::sync::Mutex::new(requests),
         };
         tokio::spawn(async move {
             task.run().await;
@@ -123,10 +141,57 @@ impl Supervisor {
         });
         Supervisor {
             health,
+            view,
             ring,
             shared,
             stop,
             done,
+            bootstrap,
+            discovered,
+        }
+    }
+
+    /// What this member last said about itself (ID, leader, learner).
+    pub fn view(&self) -> Option<MemberView> {
+        self.view.borrow().clone()
+    }
+
+    /// Where a node without a member list waits for its cluster, while it
+    /// waits ([`super::join`]).
+    pub fn waiting(&self) -> Option<String> {
+        lock(&self.shared).waiting.clone()
+    }
+
+    /// Asks this node to start a new cluster (the node API's `bootstrap`).
+    /// Accepted only on a node without a member list that is waiting, has
+    /// no data, and finds no running member; the reply says what happens
+    /// or why not.
+    pub async fn bootstrap(&self) -> Result<String, String> {
+        if !self.discovered {
+            return Err("this node's etcd cluster is formed from cluster.etcd.initialCluster (static members); bootstrap is only for configs without it".to_owned());
+        }
+        if self.waiting().is_none() {
+            let health = *self.health.borrow();
+            return Err(match (health, self.view()) {
+                (Health::Starting | Health::Restarting, None) => format!(
+                    "etcd data directory is not empty or this node is joining: etcd is {health}, not waiting for a bootstrap"
+                ),
+                (_, Some(v)) => format!(
+                    "etcd is already running here (member {:x} of cluster {:x}, {health}): the cluster exists",
+                    v.id, v.cluster_id
+                ),
+                (h, None) => format!("etcd is {h}, not waiting for a bootstrap"),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.bootstrap
+            .try_send(BootstrapRequest { reply })
+            .map_err(|_| "another bootstrap request is being handled".to_owned())?;
+        match tokio::time::timeout(BOOTSTRAP_REPLY, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(
+                "etcd did not answer the bootstrap request in time; see the node's log".to_owned(),
+            ),
         }
     }
 
@@ -186,9 +251,11 @@ struct Task {
     reaper: Reaper,
     settings: Settings,
     state: watch::Sender<Health>,
+    view: watch::Sender<Option<MemberView>>,
     ring: SharedRing,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Receiver<bool>,
+    requests: tokio::sync::Mutex<mpsc::Receiver<BootstrapRequest>>,
 }
 
 /// How one run of etcd ended.
@@ -281,7 +348,30 @@ impl Task {
         if let Some(m) = self.settings.plan.tls.as_ref().filter(|_| first || !issued) {
             pki::write(&self.settings.plan.pki_dir, m)?;
         }
-        Ok(rejoin::prepare(&self.settings.plan).await?)
+        let plan = &self.settings.plan;
+        let start = match &plan.formation {
+            Formation::Static => rejoin::prepare(plan).await?,
+            Formation::Discovered { seeds } => {
+                let mut requests = self.requests.lock().await;
+                let shared = self.shared.clone();
+                let report = move |w: Option<String>| lock(&shared).waiting = w;
+                let waiting = join::Waiting {
+                    requests: &mut requests,
+                    report: &report,
+                };
+                let start = join::prepare(plan, seeds, waiting).await;
+                lock(&self.shared).waiting = None;
+                // A request that arrived after the decision: not waiting.
+                while let Ok(r) = requests.try_recv() {
+                    let _ = r.reply.send(Err(
+                        "this node is joining or restarting etcd, not waiting for a bootstrap"
+                            .to_owned(),
+                    ));
+                }
+                start?
+            }
+        };
+        Ok(start)
     }
 
     fn spawn(
@@ -351,7 +441,17 @@ impl Task {
             self.settings.probe_interval,
             self.settings.probe_timeout,
             self.state.clone(),
+            self.view.clone(),
         ));
+        // A learner (joined, or restarted before its promotion) asks the
+        // voters to promote it; a voter of a cluster without a static list
+        // records its peers for the next join.
+        let mut promotion: Option<tokio::task::JoinHandle<()>> = None;
+        let mut recorded = false;
+        let discovered = match &plan.formation {
+            Formation::Discovered { seeds } => Some(seeds.clone()),
+            Formation::Static => None,
+        };
         let mut states = self.state.subscribe();
         let mut healthy_since: Option<Instant> = None;
         let mut longest = Duration::ZERO;
@@ -371,7 +471,19 @@ impl Task {
                 }
                 Ok(()) = states.changed() => {
                     let now = Instant::now();
-                    let healthy = *states.borrow_and_update() == Health::Healthy;
+                    let health = *states.borrow_and_update();
+                    if let Some(seeds) = &discovered {
+                        if health == Health::Learner && promotion.is_none() {
+                            let id = self.view.borrow().as_ref().map_or(0, |v| v.id);
+                            let hint = start.learner.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+                            promotion = Some(tokio::spawn(promote(plan.clone(), seeds.clone(), id, hint)));
+                        }
+                        if health == Health::Healthy && !recorded {
+                            recorded = true;
+                            tokio::spawn(record_peers(plan.clone()));
+                        }
+                    }
+                    let healthy = health == Health::Healthy;
                     match (healthy, healthy_since) {
                         (true, None) => healthy_since = Some(now),
                         (false, Some(t)) => {
@@ -384,6 +496,10 @@ impl Task {
             }
         };
         prober.abort();
+        if let Some(p) = promotion {
+            p.abort();
+        }
+        let _ = self.view.send(None);
         lock(&self.shared).pid = None;
         Ok(match ended {
             Ended::Exited { exit, .. } => {
@@ -397,6 +513,51 @@ impl Task {
             }
             Ended::Stopped => Ended::Stopped,
         })
+    }
+}
+
+/// Promotes learner `id` through the voters `hint` names, else through the
+/// seeds and known peers.
+async fn promote(plan: Plan, seeds: Vec<super::args::Seed>, id: u64, hint: Vec<String>) {
+    let endpoints = if hint.is_empty() {
+        let known = join::read_peers(&join::peers_file(&plan));
+        join::targets(&plan, &seeds, &known)
+            .await
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
+    } else {
+        hint
+    };
+    join::promote(plan, id, endpoints).await;
+}
+
+/// Writes the members' client URLs (but this node's) to the known-peers
+/// file, read as seeds next time this node joins.
+async fn record_peers(plan: Plan) {
+    let list = match health::connect(
+        &plan.local_endpoint,
+        plan.client_tls.as_ref(),
+        rejoin::PEER_TIMEOUT,
+    )
+    .await
+    {
+        Ok(mut c) => c.member_list().await,
+        Err(e) => {
+            log::debug!("etcd: cannot record the peers: {e}");
+            return;
+        }
+    };
+    let Ok(list) = list else { return };
+    let own = list.header().map_or(0, |h| h.member_id());
+    let urls: Vec<String> = list
+        .members()
+        .iter()
+        .filter(|m| m.id() != own)
+        .flat_map(|m| m.client_urls().iter().cloned())
+        .collect();
+    if let Err(e) = join::write_peers(&join::peers_file(&plan), &urls) {
+        log::warn!("etcd: cannot write the known peers: {e}");
     }
 }
 
