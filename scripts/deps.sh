@@ -38,8 +38,9 @@ PKGS=(
     # genisoimage iso9660 ones, e2fsprogs ext4 ones (mkfs.ext4); fdisk's
     # sfdisk writes GPT disks with a KEEL-VAR partition; mount's losetup
     # attaches disk images; iproute2 (ip netns, veth, bridges) and
-    # dnsmasq-base (a real DHCP server) for the namespace tests.
-    cpio zstd dosfstools mtools genisoimage e2fsprogs fdisk mount
+    # dnsmasq-base (a real DHCP server) for the namespace tests; curl is
+    # the real client of the node API's security tests.
+    cpio zstd curl dosfstools mtools genisoimage e2fsprogs fdisk mount
     iproute2 dnsmasq-base
     # For humans: readelf to check the static init, tcpdump for captures.
     binutils tcpdump

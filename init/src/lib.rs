@@ -19,13 +19,16 @@
 //! - [`vip`]: the VIP election;
 //! - [`x509`]: certificates issued from the config's CAs.
 
+pub mod api;
 pub mod boot;
 pub mod cli;
 pub mod cmdline;
 pub mod config;
 pub mod etcd;
+pub mod logbuf;
 pub mod modules;
 pub mod net;
+pub mod node;
 pub mod shutdown;
 pub mod storage;
 pub mod supervise;

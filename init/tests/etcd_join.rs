@@ -76,10 +76,8 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
         step("1. no member list, nobody bootstraps: nothing starts");
         let mut sups: Vec<_> = plans.iter().map(|p| start(&reaper, p.clone())).collect();
         for (i, s) in sups.iter().enumerate() {
-            let through = eventually(Duration::from_secs(10), "waiting", || async {
-                s.waiting()
-            })
-            .await;
+            let through =
+                eventually(Duration::from_secs(10), "waiting", || async { s.waiting() }).await;
             assert!(
                 through.contains("127.0.0.31:42379 (cluster.controlPlane.endpoint)"),
                 "m{}: {through}",
@@ -102,12 +100,20 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
         }
         let formed = members(&endpoint(0)).await;
         assert_eq!(
-            formed.iter().map(|(n, _, l)| (n.as_str(), *l)).collect::<Vec<_>>(),
+            formed
+                .iter()
+                .map(|(n, _, l)| (n.as_str(), *l))
+                .collect::<Vec<_>>(),
             [("m1", false), ("m2", false), ("m3", false)],
             "three voters"
         );
         for i in 1..3 {
-            assert_eq!(members(&endpoint(i)).await, formed, "m{} sees one cluster", i + 1);
+            assert_eq!(
+                members(&endpoint(i)).await,
+                formed,
+                "m{} sees one cluster",
+                i + 1
+            );
         }
         step("three voters");
 
@@ -125,7 +131,10 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
         wait_health(&sups[2], Health::Healthy, WITHIN, "m3 after data loss").await;
         let after = members(&endpoint(0)).await;
         assert_eq!(
-            after.iter().map(|(n, _, l)| (n.as_str(), *l)).collect::<Vec<_>>(),
+            after
+                .iter()
+                .map(|(n, _, l)| (n.as_str(), *l))
+                .collect::<Vec<_>>(),
             [("m1", false), ("m2", false), ("m3", false)],
             "{after:?}"
         );
@@ -133,7 +142,10 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
         assert_eq!(after[..2], formed[..2]);
         // It knows its peers now (written once it was a voter).
         let peers = keel::etcd::join::read_peers(&keel::etcd::join::peers_file(&plans[2]));
-        assert!(peers.contains(&"http://127.0.0.31:42379".to_owned()), "{peers:?}");
+        assert!(
+            peers.contains(&"http://127.0.0.31:42379".to_owned()),
+            "{peers:?}"
+        );
 
         step("done");
         for s in &sups {

@@ -17,6 +17,7 @@ use crate::etcd::args::ClientTls;
 use crate::etcd::{self, ArgsError, Health, Plan, Runtime, Supervisor};
 use crate::net::manager::Status;
 use crate::net::rtnl::Rtnl;
+use crate::node::{EtcdSlot, NodeState};
 use crate::storage::{self, VarSource};
 use crate::supervise::Reaper;
 use crate::vip;
@@ -52,20 +53,6 @@ pub async fn mount_var(reaper: &Reaper, controlplane: bool) {
     }
 }
 
-/// Every address on the node's links but loopback.
-async fn node_addresses(rtnl: &Rtnl) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for l in rtnl.links().await.unwrap_or_default() {
-        if l.name == "lo" {
-            continue;
-        }
-        if let Ok(addrs) = rtnl.link_addresses(&l).await {
-            out.extend(addrs.into_iter().map(|(a, _)| a));
-        }
-    }
-    out
-}
-
 /// Starts etcd once its plan can be made: on a control-plane node, when
 /// the peer address exists. Errors in the config (not this node, bad
 /// certificates) are logged and etcd is not started; PID 1 and the network
@@ -74,22 +61,27 @@ async fn start_etcd(
     config: Arc<Config>,
     reaper: Reaper,
     mut net: watch::Receiver<Status>,
+    node: &NodeState,
 ) -> Option<Etcd> {
     if config.machine_type() == MachineType::Worker {
         log::info!("etcd: worker node, not running etcd");
         return None;
     }
+    let not_started = |why: String| {
+        log::error!("etcd: not starting etcd: {why}");
+        node.set_etcd(EtcdSlot::Pending(format!("not started: {why}")));
+    };
     let rtnl = match Rtnl::connect() {
         Ok(r) => r,
         Err(e) => {
-            log::error!("etcd: {e}; not starting etcd");
+            not_started(e.to_string());
             return None;
         }
     };
     let mut waiting_logged = false;
     let (mut plan, addresses) = loop {
         let mut rt = Runtime::new(
-            node_addresses(&rtnl).await,
+            rtnl.node_addresses().await,
             etcd::DATA_DIR.into(),
             etcd::PKI_DIR.into(),
         );
@@ -101,13 +93,14 @@ async fn start_etcd(
             Err(e @ (ArgsError::PeerAddressNotOnNode { .. } | ArgsError::NoNodeAddress { .. })) => {
                 if !std::mem::replace(&mut waiting_logged, true) {
                     log::info!("etcd: waiting for the network: {e}");
+                    node.set_etcd(EtcdSlot::Pending(format!("waiting for the network: {e}")));
                 }
                 // Re-check on every network change, and at least every few
                 // seconds (an address added by hand raises no event here).
                 let _ = tokio::time::timeout(Duration::from_secs(5), net.changed()).await;
             }
             Err(e) => {
-                log::error!("etcd: not starting etcd: {e}");
+                not_started(e.to_string());
                 return None;
             }
         }
@@ -119,7 +112,7 @@ async fn start_etcd(
         .map(|v| v.ip)
         .collect();
     if let Err(e) = plan.issue_certificates(&hostname, &addresses, &vips) {
-        log::error!("etcd: not starting etcd: {e}");
+        not_started(e.to_string());
         return None;
     }
     if plan.issue.is_some() {
@@ -143,8 +136,16 @@ async fn start_etcd(
         let plan = plan.clone();
         tokio::spawn(renew_certificates(plan, hostname, vips, rtnl))
     });
+    let sup = Arc::new(Supervisor::start(
+        reaper,
+        etcd::Settings::new(etcd::BINARY, plan),
+    ));
+    node.set_etcd(EtcdSlot::Running {
+        sup: sup.clone(),
+        member: member.clone(),
+    });
     Some(Etcd {
-        sup: Supervisor::start(reaper, etcd::Settings::new(etcd::BINARY, plan)),
+        sup,
         endpoint,
         tls,
         member,
@@ -184,7 +185,7 @@ async fn renew_certificates(mut plan: Plan, hostname: String, vips: Vec<IpAddr>,
     let mut wait = crate::x509::renew_after();
     loop {
         tokio::time::sleep(wait).await;
-        let addresses = node_addresses(&rtnl).await;
+        let addresses = rtnl.node_addresses().await;
         let renewed = plan
             .issue_certificates(&hostname, &addresses, &vips)
             .map_err(|e| e.to_string())
@@ -218,15 +219,17 @@ pub async fn start(
     reaper: Reaper,
     net: watch::Receiver<Status>,
     shutdown: watch::Receiver<bool>,
+    node: Arc<NodeState>,
 ) -> Option<ControlPlane> {
-    let etcd = start_etcd(config.clone(), reaper, net.clone()).await?;
-    let vips = start_vips(&config, &etcd, net, shutdown);
+    let etcd = start_etcd(config.clone(), reaper, net.clone(), &node).await?;
+    let vips = start_vips(&config, &etcd, net, shutdown, &node);
     Some(ControlPlane { etcd, vips })
 }
 
 /// The running etcd member and what a local client needs.
 pub struct Etcd {
-    pub sup: Supervisor,
+    /// Shared with the node API (status, logs, bootstrap).
+    pub sup: Arc<Supervisor>,
     /// The member's loopback client URL.
     pub endpoint: String,
     pub tls: Option<ClientTls>,
@@ -283,6 +286,7 @@ fn start_vips(
     etcd: &Etcd,
     net: watch::Receiver<Status>,
     stop: watch::Receiver<bool>,
+    node: &NodeState,
 ) -> Option<Vips> {
     let vips = crate::net::spec::from_config(config).vips;
     if vips.is_empty() {
@@ -300,6 +304,7 @@ fn start_vips(
         .into_iter()
         .map(|v| {
             let (state, state_rx) = watch::channel(vip::VipState::WaitingForEtcd);
+            node.add_vip(v.ip, identity.clone(), state_rx.clone());
             states.push((v.ip, state_rx));
             let mut net = net.clone();
             let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());

@@ -93,7 +93,12 @@ impl Log for KmsgLogger {
 
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
-            self.write(record.level(), &record.args().to_string());
+            let message = record.args().to_string();
+            self.write(record.level(), &message);
+            // etcd's forwarded output has a buffer of its own.
+            if record.target() != "etcd" {
+                crate::logbuf::keel().push(record.level(), message);
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use log::LevelFilter;
 use nix::time::{clock_gettime, ClockId};
 
 use crate::cmdline::Cmdline;
+use crate::node::{NodeState, PowerRequest};
 use crate::shutdown;
 use crate::supervise::Reaper;
 use services::Services;
@@ -67,13 +68,15 @@ impl Phase {
         }
     }
 
-    fn done(self, detail: &str) {
+    /// Logs the phase's duration and records it for the node API.
+    fn done(self, detail: &str, node: &NodeState) {
         let ms = self.start.elapsed().as_millis();
         if detail.is_empty() {
             log::info!("phase {} done in {ms} ms", self.name);
         } else {
             log::info!("phase {} done in {ms} ms: {detail}", self.name);
         }
+        node.phase(self.name, ms, detail);
     }
 }
 
@@ -82,6 +85,7 @@ pub fn run() -> ! {
     let started = Instant::now();
     let kernel_ms = ms_since_kernel_start();
     panic::install();
+    let (node, power) = NodeState::new(started);
 
     // Phase 1: mounts, before logging (the logger needs /dev/kmsg).
     let t_mounts = Phase::start("mounts");
@@ -131,7 +135,10 @@ pub fn run() -> ! {
             mounts::MountOutcome::Failed(e) => log::error!("{e}"),
         }
     }
-    t_mounts.done(&format!("{mounted} mounted, {already} already there"));
+    t_mounts.done(
+        &format!("{mounted} mounted, {already} already there"),
+        &node,
+    );
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,7 +150,7 @@ pub fn run() -> ! {
             idle_forever();
         }
     };
-    rt.block_on(pid1_main(cmdline, started));
+    rt.block_on(pid1_main(cmdline, started, node, power));
     // pid1_main never returns; this keeps the type honest.
     idle_forever()
 }
@@ -158,7 +165,12 @@ fn idle_forever() -> ! {
 
 /// The boot sequence (docs/ARCHITECTURE.md, "Boot sequence"), then
 /// serving until shutdown. Each step is a function in [`phases`].
-async fn pid1_main(cmdline: Cmdline, started: Instant) {
+async fn pid1_main(
+    cmdline: Cmdline,
+    started: Instant,
+    node: Arc<NodeState>,
+    mut power: tokio::sync::mpsc::UnboundedReceiver<PowerRequest>,
+) {
     let cmdline = Arc::new(cmdline);
     // Handlers first, so a signal during the (blocking) boot phases is
     // queued rather than lost.
@@ -168,9 +180,9 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
     // Opened before modules load, so links and devices that appear from
     // here on are not missed: the socket queues their uevents.
     let uevents = phases::open_uevents();
-    let modules = phases::modules(&cmdline);
+    let modules = phases::modules(&cmdline, &node);
     let mut services = Services::new();
-    let net = phases::links(&cmdline, &mut services).await;
+    let net = phases::links(&cmdline, &mut services, &node).await;
     let hotplug_live = phases::hotplug(&mut services, uevents, &modules, &cmdline, &net);
     triggers.watch_power_buttons();
     let mut config = tokio::spawn(phases::config(
@@ -180,6 +192,7 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
         hotplug_live,
         net.clone(),
         reaper.clone(),
+        node.clone(),
     ));
     let mut loading = true;
     let trigger = loop {
@@ -190,9 +203,13 @@ async fn pid1_main(cmdline: Cmdline, started: Instant) {
                     log::error!("the config task failed: {e}");
                     None
                 });
-                phases::ready(&mut services, loaded, &net, reaper.clone(), &cmdline, started);
+                phases::ready(&mut services, loaded, &net, reaper.clone(), &cmdline, started, &node);
             }
             t = triggers.next() => break t,
+            Some(req) = power.recv() => break shutdown::Trigger::Api {
+                power_off: req.power_off,
+                by: req.by,
+            },
         }
     };
     config.abort();

@@ -18,6 +18,7 @@ use crate::lock;
 use crate::modules::{self, coldplug, ModuleIndex};
 use crate::net::manager::{self, Event as NetEvent, Manager, Status};
 use crate::net::rtnl::Rtnl;
+use crate::node::{ConfigInfo, EtcdSlot, NodeState};
 use crate::shutdown::{button, Trigger};
 use crate::supervise::Reaper;
 use crate::uevent::UeventSocket;
@@ -154,7 +155,7 @@ impl Modules {
 }
 
 /// Phase "modules": coldplug every device present.
-pub fn modules(cmdline: &Cmdline) -> Modules {
+pub fn modules(cmdline: &Cmdline, node: &NodeState) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
         Ok(i) => Some(Arc::new(i)),
@@ -180,7 +181,7 @@ pub fn modules(cmdline: &Cmdline) -> Modules {
         }
         None => "no module index".into(),
     };
-    t.done(&detail);
+    t.done(&detail, node);
     m
 }
 
@@ -228,14 +229,14 @@ pub struct Net {
 /// Phase "links": name the links, configure what the command line and
 /// (before any config) DHCP ask for; the manager then serves config and
 /// hotplug as a service.
-pub async fn links(cmdline: &Cmdline, services: &mut Services) -> Net {
+pub async fn links(cmdline: &Cmdline, services: &mut Services, node: &NodeState) -> Net {
     let t = Phase::start("links");
     let (events, rx) = mpsc::unbounded_channel::<NetEvent>();
     let changed = Arc::new(Notify::new());
     let rtnl = match Rtnl::connect() {
         Ok(r) => r,
         Err(e) => {
-            t.done(&format!("{e}; the network stays unconfigured"));
+            t.done(&format!("{e}; the network stays unconfigured"), node);
             return Net {
                 events,
                 status: None,
@@ -260,7 +261,7 @@ pub async fn links(cmdline: &Cmdline, services: &mut Services) -> Net {
         status: Some(status.clone()),
         changed: changed.clone(),
     };
-    t.done(&manager.start().await);
+    t.done(&manager.start().await, node);
     services.spawn("network manager", manager.run(rx));
     services.spawn("network status", async move {
         while status.changed().await.is_ok() {
@@ -306,6 +307,7 @@ pub async fn config(
     hotplug_live: Arc<AtomicBool>,
     net: Net,
     reaper: Option<Reaper>,
+    node: Arc<NodeState>,
 ) -> Option<Loaded> {
     let t = Phase::start("config");
     let loaded = config::load::load_until_valid(
@@ -322,11 +324,16 @@ pub async fn config(
     )
     .await;
     let Some(l) = loaded else {
-        t.done("no config (keel.config=none)");
+        t.done("no config (keel.config=none)", &node);
         return None;
     };
-    t.done(&format!("loaded from {}", l.origin));
+    t.done(&format!("loaded from {}", l.origin), &node);
     log::info!("config: {}", l.config.summary());
+    node.set_config(ConfigInfo {
+        origin: l.origin.clone(),
+        summary: l.config.summary(),
+        warnings: l.warnings.clone(),
+    });
     let _ = net.events.send(NetEvent::Config(l.config.clone()));
     if let Some(reaper) = &reaper {
         let controlplane = l.config.machine_type() == MachineType::Controlplane;
@@ -344,11 +351,23 @@ pub fn ready(
     reaper: Option<Reaper>,
     cmdline: &Cmdline,
     started: Instant,
+    node: &Arc<NodeState>,
 ) {
     let configured = loaded.is_some();
+    if let (Some(l), Some(status)) = (&loaded, net.status.clone()) {
+        let (config, node) = (l.config.clone(), node.clone());
+        services.spawn("node API", crate::api::run(config, node, status));
+    }
+    if let Some(l) = &loaded {
+        node.set_etcd(match l.config.machine_type() {
+            MachineType::Worker => EtcdSlot::Worker,
+            _ => EtcdSlot::Pending("waiting for the network".to_owned()),
+        });
+    }
     if let (Some(l), Some(reaper), Some(status)) = (loaded, reaper, net.status.clone()) {
+        let node = node.clone();
         services.start_control_plane(move |shutdown| {
-            controlplane::start(l.config, reaper, status, shutdown)
+            controlplane::start(l.config, reaper, status, shutdown, node)
         });
     }
     if test_panic(cmdline, configured) {

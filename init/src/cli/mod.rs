@@ -10,6 +10,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod describe;
+mod gen;
+mod node;
 
 use crate::cmdline::Cmdline;
 use crate::config;
@@ -35,8 +37,27 @@ commands:
                           hold IP on link NAME while elected; SIGTERM or
                           ctrl-c releases and resigns. Defaults: URL
                           http://127.0.0.1:2379, SECS 5, ID the hostname
+  gen [--out DIR] [--name NAME] [--endpoint URL] [--force]
+                          write a machine CA, an etcd CA, an admin
+                          talosconfig and a control-plane config skeleton
+                          (DIR/talosconfig, DIR/controlplane.yaml), as
+                          talosctl gen config does. Defaults: DIR ., NAME
+                          keel, URL https://10.5.0.100:6443
   version                 print the version
   help                    print this help
+
+node API (a Talos user's talosconfig works unchanged):
+  keel [--talosconfig FILE] [--context NAME] --nodes IP[,IP] [--json] COMMAND
+  COMMAND is one of:
+    status                boot phases, config, links, routes, etcd, VIPs
+    logs [-f] [--tail N|all] [--etcd]
+                          Keel's (or etcd's) last N lines (default 50);
+                          -f follows one node
+    bootstrap             start the etcd cluster on this one node
+    reboot, shutdown      graceful: the VIPs are released first
+  FILE defaults to $TALOSCONFIG, else ~/.talos/config; without --nodes the
+  context's nodes (else its endpoints) are asked. The API listens on port
+  50443 of every node address.
 
 As PID 1 keel boots the node; started as `modprobe` it loads kernel modules.";
 
@@ -55,14 +76,24 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_iter(args);
-    let command = match parser.next()? {
-        Some(Value(v)) => v.string()?,
-        Some(Long("help")) | Some(Short('h')) | None => {
-            println!("{USAGE}");
-            return Ok(0);
+    let mut global = node::Global::default();
+    let command = loop {
+        match parser.next()? {
+            Some(Value(v)) => break v.string()?,
+            Some(Long("talosconfig")) => global.talosconfig = Some(parser.value()?.into()),
+            Some(Long("context")) => global.context = Some(parser.value()?.string()?),
+            Some(Long("nodes")) | Some(Short('n')) => global.nodes = node::split(parser.value()?)?,
+            Some(Long("json")) => global.json = true,
+            Some(Long("help")) | Some(Short('h')) | None => {
+                println!("{USAGE}");
+                return Ok(0);
+            }
+            Some(other) => return Err(other.unexpected().into()),
         }
-        Some(other) => return Err(other.unexpected().into()),
     };
+    if node::COMMANDS.contains(&command.as_str()) {
+        return node::run(global, &command, &mut parser);
+    }
     match command.as_str() {
         "cmdline" => {
             let mut file = PathBuf::from("/proc/cmdline");
@@ -126,6 +157,27 @@ fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             Ok(0)
         }
         "vip" => vip(&mut parser),
+        "gen" => {
+            let mut o = gen::Options {
+                out: PathBuf::from("."),
+                name: "keel".to_owned(),
+                endpoint: "https://10.5.0.100:6443".to_owned(),
+                force: false,
+            };
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("out") => o.out = parser.value()?.into(),
+                    Long("name") => o.name = parser.value()?.string()?,
+                    Long("endpoint") => o.endpoint = parser.value()?.string()?,
+                    Long("force") => o.force = true,
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            for f in gen::generate(&o)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(0)
+        }
         "version" | "--version" => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

@@ -26,6 +26,8 @@ const REPEAT_EVERY: Duration = Duration::from_secs(60);
 pub struct Loaded {
     pub config: Arc<Config>,
     pub origin: String,
+    /// The config's warnings (ignored Talos keys and the like), as logged.
+    pub warnings: Vec<String>,
 }
 
 /// Logs a failure report unless it is the same as the last one and was
@@ -140,6 +142,7 @@ where
                         return Some(Loaded {
                             config: Arc::new(parsed.config),
                             origin: fetched.origin,
+                            warnings: parsed.warnings.iter().map(|w| w.to_string()).collect(),
                         });
                     }
                     Err(errors) => {

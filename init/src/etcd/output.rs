@@ -11,71 +11,21 @@
 //! rafthttp: ...`, levels C, E, W, N, I, D) are still understood, for a
 //! host-test etcd or an older binary.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-/// Default bounds: whichever is reached first.
+use crate::logbuf::LogBuffer;
+
+/// Default bounds of the ring: whichever is reached first.
 pub const RING_LINES: usize = 500;
 pub const RING_BYTES: usize = 256 * 1024;
 /// A longer line is cut (a runaway line must not flush the whole ring).
 pub const MAX_LINE: usize = 4096;
 
-/// The last lines etcd wrote, bounded in count and bytes.
-#[derive(Debug)]
-pub struct Ring {
-    lines: VecDeque<String>,
-    bytes: usize,
-    max_lines: usize,
-    max_bytes: usize,
-}
-
-impl Ring {
-    pub fn new(max_lines: usize, max_bytes: usize) -> Ring {
-        Ring {
-            lines: VecDeque::new(),
-            bytes: 0,
-            max_lines: max_lines.max(1),
-            max_bytes,
-        }
-    }
-
-    pub fn push(&mut self, line: String) {
-        self.bytes += line.len();
-        self.lines.push_back(line);
-        while self.lines.len() > self.max_lines
-            || (self.bytes > self.max_bytes && self.lines.len() > 1)
-        {
-            if let Some(old) = self.lines.pop_front() {
-                self.bytes -= old.len();
-            }
-        }
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.iter().cloned().collect()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-/// The ring shared between the reader task and the supervisor handle.
-#[derive(Debug, Clone)]
-pub struct SharedRing(Arc<Mutex<Ring>>);
-
-impl SharedRing {
-    pub fn new(max_lines: usize, max_bytes: usize) -> SharedRing {
-        SharedRing(Arc::new(Mutex::new(Ring::new(max_lines, max_bytes))))
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Ring> {
-        // A push cannot leave the ring inconsistent halfway.
-        crate::lock(&self.0)
-    }
-}
+/// The ring shared between the reader task, the supervisor handle and the
+/// node API (which follows it).
+pub type SharedRing = Arc<LogBuffer>;
 
 /// A message that means etcd will not become healthy as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +102,10 @@ pub fn render(line: &str) -> String {
     for (key, value) in &fields {
         // A Go stack trace (on etcd's errors) is many lines of frames;
         // the message says what went wrong.
-        if matches!(key.as_str(), "level" | "ts" | "caller" | "msg" | "stacktrace") {
+        if matches!(
+            key.as_str(),
+            "level" | "ts" | "caller" | "msg" | "stacktrace"
+        ) {
             continue;
         }
         if !out.is_empty() {
@@ -190,37 +143,20 @@ pub async fn forward<R: AsyncRead + Unpin>(
             continue;
         }
         let shown = render(line);
-        log::log!(level(line), "etcd: {shown}");
+        let level = level(line);
+        // Target `etcd`: on the console, but not in PID 1's own log buffer
+        // (this ring is etcd's).
+        log::log!(target: "etcd", level, "etcd: {shown}");
         if let Some(p) = classify(line) {
             let _ = problems.send(p);
         }
-        ring.lock().push(shown);
+        ring.push(level, shown);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_bounds() {
-        // (max lines, max bytes, lines pushed, expected kept)
-        let table: &[(usize, usize, &[&str], &[&str])] = &[
-            (3, 1000, &["a", "b", "c", "d"], &["b", "c", "d"]),
-            (10, 5, &["aa", "bb", "cc"], &["bb", "cc"]),
-            // One line over the byte bound is still kept: the newest wins.
-            (10, 2, &["aa", "bbbbbb"], &["bbbbbb"]),
-            (0, 100, &["a", "b"], &["b"]),
-        ];
-        for (lines, bytes, push, want) in table {
-            let mut r = Ring::new(*lines, *bytes);
-            for l in *push {
-                r.push((*l).to_owned());
-            }
-            assert_eq!(r.lines(), *want, "{lines} lines, {bytes} bytes, {push:?}");
-            assert_eq!(r.bytes(), want.iter().map(|l| l.len()).sum::<usize>());
-        }
-    }
 
     #[test]
     fn levels_and_problems() {
@@ -265,10 +201,10 @@ mod tests {
     async fn forward_splits_lines_and_cuts_long_ones() {
         let long = "x".repeat(MAX_LINE + 10);
         let input = format!("one\r\n\ntwo\n{long}\nlast without newline");
-        let ring = SharedRing::new(10, 1 << 20);
+        let ring = Arc::new(LogBuffer::new(10, 1 << 20));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         forward(input.as_bytes(), ring.clone(), tx).await;
-        let lines = ring.lock().lines();
+        let lines = ring.texts();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0], "one");
         assert_eq!(lines[1], "two");

@@ -112,6 +112,7 @@ pub struct Supervisor {
     done: watch::Receiver<bool>,
     bootstrap: mpsc::Sender<BootstrapRequest>,
     discovered: bool,
+    plan: Plan,
 }
 
 impl Supervisor {
@@ -119,12 +120,16 @@ impl Supervisor {
     pub fn start(reaper: Reaper, settings: Settings) -> Supervisor {
         let (state_tx, health) = watch::channel(Health::Starting);
         let (view_tx, view) = watch::channel(None);
-        let ring = SharedRing::new(settings.ring_lines, settings.ring_bytes);
+        let ring: SharedRing = Arc::new(crate::logbuf::LogBuffer::new(
+            settings.ring_lines,
+            settings.ring_bytes,
+        ));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
         let (bootstrap, requests) = mpsc::channel(4);
         let discovered = matches!(settings.plan.formation, Formation::Discovered { .. });
+        let plan = settings.plan.clone();
         let task = Task {
             reaper,
             settings,
@@ -148,7 +153,13 @@ impl Supervisor {
             done,
             bootstrap,
             discovered,
+            plan,
         }
+    }
+
+    /// What it runs: the member's name, endpoints, TLS.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// What this member last said about itself (ID, leader, learner).
@@ -202,7 +213,12 @@ impl Supervisor {
 
     /// The last lines etcd wrote, oldest first.
     pub fn output(&self) -> Vec<String> {
-        self.ring.lock().lines()
+        self.ring.texts()
+    }
+
+    /// etcd's output buffer, for the node API (`logs`, follow mode).
+    pub fn log(&self) -> SharedRing {
+        self.ring.clone()
     }
 
     /// etcd's pid (and process group) while it runs.

@@ -11,6 +11,7 @@ pub mod manager;
 pub mod naming;
 pub mod plan;
 pub mod rename;
+pub mod routes;
 pub mod rtnl;
 pub mod selector;
 pub mod spec;

@@ -450,6 +450,21 @@ impl Rtnl {
         self.link_addresses(&self.need(name).await?).await
     }
 
+    /// Every address on the node's links but loopback's, in link order
+    /// (what certificates name and what a node is reached at).
+    pub async fn node_addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for l in self.links().await.unwrap_or_default() {
+            if l.name == "lo" {
+                continue;
+            }
+            if let Ok(addrs) = self.link_addresses(&l).await {
+                out.extend(addrs.into_iter().map(|(a, _)| a));
+            }
+        }
+        out
+    }
+
     /// [`Rtnl::addresses`] for a link already looked up.
     pub async fn link_addresses(&self, l: &Link) -> Result<Vec<(IpAddr, u8)>, RtnlError> {
         let name = &l.name;

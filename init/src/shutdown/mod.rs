@@ -23,11 +23,20 @@ pub enum Trigger {
     Sigterm,
     CtrlAltDel,
     PowerButton(String),
+    /// `reboot` or `shutdown` through the node API, by this client.
+    Api {
+        power_off: bool,
+        by: String,
+    },
 }
 
 impl Trigger {
     pub fn power_off(&self) -> bool {
-        !matches!(self, Trigger::CtrlAltDel)
+        match self {
+            Trigger::CtrlAltDel => false,
+            Trigger::Api { power_off, .. } => *power_off,
+            _ => true,
+        }
     }
 }
 
@@ -37,6 +46,11 @@ impl std::fmt::Display for Trigger {
             Trigger::Sigterm => write!(f, "SIGTERM"),
             Trigger::CtrlAltDel => write!(f, "ctrl-alt-del (SIGINT)"),
             Trigger::PowerButton(dev) => write!(f, "power button ({dev})"),
+            Trigger::Api { power_off, by } => write!(
+                f,
+                "node API {} request from {by}",
+                if *power_off { "shutdown" } else { "reboot" }
+            ),
         }
     }
 }
