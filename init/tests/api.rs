@@ -169,7 +169,15 @@ fn node_api_authenticates_and_authorizes() {
     let foreign = client_cert((&foreign_ca.0, &foreign_ca.1), &["os:admin"], -1, 30, false);
 
     // (what, method, path, client certificate, HTTP status, body has)
-    let cases: Vec<(&str, &str, &str, Option<&(String, String)>, u16, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a (String, String)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("no client certificate", "GET", "/v1/status", None, 0, ""),
         (
             "a certificate from another CA",
