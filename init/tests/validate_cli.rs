@@ -34,7 +34,8 @@ fn valid_config_prints_a_summary_and_warnings() {
             "  deviceSelector{hardwareAddr: 52:54:00:*, driver: virtio_net} DHCP (route metric 1024) [machine.network.interfaces (deviceSelector{hardwareAddr: 52:54:00:*, driver: virtio_net})]",
             "  lo           169.254.116.108/32 [machine.network.interfaces (interface lo)]",
             "  DNS          nameservers 10.5.0.1",
-            "  etcd         member node1 of a static cluster of 3 (initialCluster: node1, node2, node3); TLS: mTLS with the config's own peer/server certificates; clients on loopback only",
+            "  etcd         member node1 of a static cluster of 3 (initialCluster: node1, node2, node3); TLS: mTLS with the config's own peer/server certificates; clients on every address",
+            "  node API     off (no machine.ca)",
             "  ignored      machine: kubelet",
         ]
     );
@@ -60,6 +61,7 @@ fn multi_document_config_says_what_the_node_does() {
             "  net0         alias: the one physical link where glob(\"52:54:00:00:00:*\", mac(link.permanent_addr)) [document 3 (LinkAliasConfig net0)]",
             "  DNS          nameservers 10.5.0.1",
             "  etcd         member node1 of a static cluster of 3 (initialCluster: node1, node2, node3); TLS: mTLS for peers and clients, certificates issued at boot from cluster.etcd.ca; clients on every address",
+            "  node API     off (no machine.ca)",
             "  ignored      document 8 (KubeletConfig)",
         ]
     );
@@ -122,4 +124,34 @@ fn unreadable_file_is_1_and_usage_errors_are_2() {
     assert_eq!(validate(&[]).status.code(), Some(2));
     assert_eq!(validate(&["a.yaml", "b.yaml"]).status.code(), Some(2));
     assert_eq!(validate(&["--bogus"]).status.code(), Some(2));
+}
+
+/// What `talosctl gen config` writes (Talos 1.13), unchanged: no member
+/// list, so the cluster forms the Talos way; `machine.ca` turns the node
+/// API on.
+#[test]
+fn talosctl_config_forms_its_cluster_by_bootstrap_and_serves_the_api() {
+    let out = validate(&["talos/v1.13-controlplane.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = lines(&out.stdout);
+    let row = |key: &str| {
+        stdout
+            .iter()
+            .find(|l| l.starts_with(&format!("  {key:<12} ")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} line in {stdout:#?}"))
+    };
+    assert!(
+        row("etcd").contains("formed the Talos way (no initialCluster): never started by itself; one `keel bootstrap` starts it on one node, the others join as learners through base:2379 (cluster.controlPlane.endpoint)"),
+        "{stdout:#?}"
+    );
+    assert_eq!(
+        row("node API"),
+        "  node API     port 50443, mutual TLS: clients need a certificate signed by machine.ca"
+    );
+    // machine.ca, certSANs and controlPlane are read, not ignored.
+    let stderr = lines(&out.stderr).join("\n");
+    for key in ["machine.ca ", "machine.certSANs", "cluster.controlPlane"] {
+        assert!(!stderr.contains(key), "{key} reported as ignored: {stderr}");
+    }
 }

@@ -87,6 +87,7 @@ pub fn describe(name: &str, parsed: &Parsed) -> Vec<String> {
         out.push(row("DNS", &dns.join("; ")));
     }
     out.push(row("etcd", &etcd(config)));
+    out.push(row("node API", &api(config)));
     let ignored = ignored(parsed);
     if !ignored.is_empty() {
         out.push(row("ignored", &ignored));
@@ -197,6 +198,21 @@ fn link_line(l: &LinkSpec, net: &NetSpec) -> String {
     format!("{} [{}]", parts.join("; "), l.origin)
 }
 
+fn api(config: &crate::config::Config) -> String {
+    match &config.machine.ca {
+        None => "off (no machine.ca)".to_owned(),
+        Some(ca) if ca.key.is_none() => "off (machine.ca has no key)".to_owned(),
+        Some(_) => format!(
+            "port {}, mutual TLS: clients need a certificate signed by machine.ca{}",
+            crate::api::PORT,
+            match config.machine.accepted_cas.len() {
+                0 => String::new(),
+                n => format!(" or one of {n} acceptedCAs"),
+            }
+        ),
+    }
+}
+
 fn etcd(config: &crate::config::Config) -> String {
     if config.machine_type() == MachineType::Worker {
         return "not run (worker)".to_owned();
@@ -206,7 +222,18 @@ fn etcd(config: &crate::config::Config) -> String {
     };
     let member = config.etcd_member_name().unwrap_or("(hostname at boot)");
     let membership = if e.initial_cluster.is_empty() {
-        "a cluster of this node alone (no initialCluster)".to_owned()
+        let seeds = crate::etcd::args::seeds(config, crate::etcd::args::DEFAULT_CLIENT_PORT);
+        let through = if seeds.is_empty() {
+            "nothing: no cluster.controlPlane.endpoint and no VIP, so it can only be bootstrapped"
+                .to_owned()
+        } else {
+            seeds
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("a cluster formed the Talos way (no initialCluster): never started by itself; one `keel bootstrap` starts it on one node, the others join as learners through {through}")
     } else {
         let names: Vec<&str> = e.initial_cluster.keys().map(|k| k.as_str()).collect();
         format!(

@@ -94,11 +94,11 @@ section! {
         pub ca: Option<super::etcd::CertificateAuthority>,
         /// Talos `machine.acceptedCAs`: more CAs whose client certificates
         /// the node API accepts (a CA being rotated out).
-        #[serde(default, deserialize_with = "null_as_default")]
+        #[serde(default, rename = "acceptedCAs", deserialize_with = "null_as_default")]
         pub accepted_cas: Vec<AcceptedCa>,
         /// Talos `machine.certSANs`: extra names and addresses for the node
         /// API's server certificate.
-        #[serde(default, deserialize_with = "null_as_default")]
+        #[serde(default, rename = "certSANs", deserialize_with = "null_as_default")]
         pub cert_sans: Vec<String>,
     }
     unsupported {

@@ -248,6 +248,17 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
         );
     }
     if etcd.initial_cluster.is_empty() {
+        let lonely = config.machine_type() == MachineType::Controlplane
+            && crate::etcd::args::seeds(config, crate::etcd::args::DEFAULT_CLIENT_PORT).is_empty();
+        if lonely {
+            f.warnings.push(Warning {
+                line: f.spans.key(&base).map(|p| p.line),
+                path: base.to_string(),
+                kind: WarningKind::Note(
+                    "no initialCluster, no cluster.controlPlane.endpoint and no VIP: this node can be bootstrapped, but can never find a cluster to join; set cluster.controlPlane.endpoint (talosctl gen config does)".to_owned(),
+                ),
+            });
+        }
         return;
     }
     let ic = base.key("initialCluster");

@@ -702,7 +702,7 @@ fn contains(c: &Cidr, ip: IpAddr) -> bool {
 
 /// Where a node without a member list looks for its cluster: the host of
 /// `cluster.controlPlane.endpoint`, then each VIP, on the client `port`.
-fn seeds(config: &Config, port: u16) -> Vec<Seed> {
+pub fn seeds(config: &Config, port: u16) -> Vec<Seed> {
     let mut out: Vec<Seed> = Vec::new();
     let endpoint = config
         .cluster
