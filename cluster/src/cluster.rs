@@ -58,6 +58,8 @@ pub struct NodeSetup {
     pub drives: Vec<Drive>,
     /// Kernel parameters for this node only.
     pub append: String,
+    /// The host port (on 127.0.0.1) forwarded to the node's API, if any.
+    pub api_port: Option<u16>,
 }
 
 /// How the cluster is started.
@@ -82,21 +84,39 @@ pub struct Options {
 
 impl Options {
     /// Every node's config rendered from `template` onto a `KEEL-CONFIG`
-    /// disk (`make run`), with `ca` as the cluster's etcd CA; an unknown
-    /// template field is an error naming it.
-    pub fn with_template(mut self, template: &str, ca: &crate::pki::Ca) -> anyhow::Result<Options> {
+    /// disk (`make run`), with `cas` as the cluster's CAs; an unknown
+    /// template field is an error naming it. Each node also gets a NIC on
+    /// QEMU user networking (MAC `api_mac`; the template gives it
+    /// 10.0.2.15/24) with a free host port on 127.0.0.1 forwarded to its
+    /// node API at its switch address: slirp connects from 10.0.2.2 to
+    /// that address through the user NIC, which Linux accepts (weak host
+    /// model) and answers back out of the same NIC.
+    pub fn with_template(
+        mut self,
+        template: &str,
+        cas: &crate::nodes::Cas,
+    ) -> anyhow::Result<Options> {
         self.setups = self
             .topology
             .nodes
             .iter()
             .map(|node| {
+                let port = free_port()?;
+                let nic = Nic::new(format!(
+                    "user,id=api0,ipv6=off,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{}:{}",
+                    node.address,
+                    keel::api::PORT
+                ))
+                .with_mac(&node.api_mac);
                 Ok(NodeSetup {
                     config: Some(NodeConfig::Disk(render(
                         template,
                         &self.topology,
                         node,
-                        ca,
+                        cas,
                     )?)),
+                    extra_nics: vec![nic],
+                    api_port: Some(port),
                     ..NodeSetup::default()
                 })
             })
@@ -177,6 +197,11 @@ impl Cluster {
 
     fn mac(&self, n: usize) -> &str {
         &self.opts.topology.nodes[n - 1].mac
+    }
+
+    /// The host port forwarded to node `n`'s API, if it has one.
+    pub fn api_port(&self, n: usize) -> Option<u16> {
+        self.setup(n).api_port
     }
 
     /// Node `n`'s setup.
@@ -370,6 +395,12 @@ impl Cluster {
         }
         let _ = remove_sockets(&self.opts.dir.join("l2"));
     }
+}
+
+/// A port on 127.0.0.1 nobody listens on now (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
 }
 
 fn remove_sockets(dir: &Path) -> std::io::Result<()> {

@@ -7,15 +7,18 @@
 //!   rendered from the template, and the config disk.
 //! - [`status`]: what a node's console says about it (boot phase, links,
 //!   etcd, VIP role).
+//! - [`api`]: each node's status through its node API, and the one
+//!   bootstrap a cluster without a member list needs.
 //! - [`cluster`]: the running nodes and the actions on them (power off,
 //!   kill, link down/up, restart); the one multi-node QEMU harness of the
 //!   workspace (the end-to-end tests build on it too).
 
+pub mod api;
 pub mod cluster;
 pub mod nodes;
 pub mod pki;
 pub mod status;
 
 pub use cluster::{Cluster, Image, NodeConfig, NodeSetup, Options};
-pub use nodes::{config_disk, render, NodeSpec, Topology};
+pub use nodes::{config_disk, render, Cas, NodeSpec, Topology};
 pub use status::NodeStatus;

@@ -14,6 +14,9 @@ pub struct NodeSpec {
     pub hostname: String,
     pub mac: String,
     pub address: Ipv4Addr,
+    /// The MAC of the node's second NIC, on QEMU user networking: the
+    /// host's way to its node API (a forwarded port).
+    pub api_mac: String,
 }
 
 /// The cluster's addressing: nodes at `.11`, `.12`, … of the VIP's /24.
@@ -40,6 +43,7 @@ impl Topology {
                 hostname: format!("node{i}"),
                 mac: format!("52:54:00:00:{c:02x}:{:02x}", 0x10 + i),
                 address: Ipv4Addr::new(a, b, c, 10 + i),
+                api_mac: format!("52:54:00:00:06:{:02x}", 0x10 + i),
             })
             .collect();
         if nodes.iter().any(|n| n.address == vip) || d == 0 || d == 255 {
@@ -99,13 +103,21 @@ impl Topology {
     }
 }
 
+/// The cluster's CAs: etcd's (`cluster.etcd.ca`) and the machine CA
+/// (`machine.ca`, the node API's).
+#[derive(Debug, Clone)]
+pub struct Cas {
+    pub etcd: crate::pki::Ca,
+    pub machine: crate::pki::Ca,
+}
+
 /// The template with `node`'s values in place of its `{{…}}` fields; an
 /// unknown field is an error naming it.
 pub fn render(
     template: &str,
     topo: &Topology,
     node: &NodeSpec,
-    ca: &crate::pki::Ca,
+    cas: &Cas,
 ) -> anyhow::Result<String> {
     let values = [
         ("hostname", node.hostname.clone()),
@@ -113,9 +125,12 @@ pub fn render(
         ("address", node.address.to_string()),
         ("prefix", topo.prefix.to_string()),
         ("vip", topo.vip.to_string()),
+        ("api_mac", node.api_mac.clone()),
         ("initial_cluster", topo.initial_cluster()),
-        ("etcd_ca_crt", ca.crt_b64()),
-        ("etcd_ca_key", ca.key_b64()),
+        ("etcd_ca_crt", cas.etcd.crt_b64()),
+        ("etcd_ca_key", cas.etcd.key_b64()),
+        ("machine_ca_crt", cas.machine.crt_b64()),
+        ("machine_ca_key", cas.machine.key_b64()),
     ];
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
@@ -207,10 +222,11 @@ mod tests {
     #[test]
     fn rendering() {
         let t = Topology::new(2, Ipv4Addr::new(192, 168, 7, 50)).unwrap();
-        let ca = crate::pki::Ca::make().unwrap();
+        let ca = cas();
         let cases = [
             ("{{hostname}} {{ mac }} {{address}}/{{prefix}}", Ok("node2 52:54:00:00:07:12 192.168.7.12/24")),
             ("vip {{vip}}", Ok("vip 192.168.7.50")),
+            ("api {{api_mac}}", Ok("api 52:54:00:00:06:12")),
             (
                 "x:\n{{initial_cluster}}\n",
                 Ok("x:\n      node1: https://192.168.7.11:2380\n      node2: https://192.168.7.12:2380\n"),
@@ -247,28 +263,59 @@ mod tests {
         }
     }
 
-    /// The shipped template renders, for every node, to a config Keel
-    /// accepts, with every field filled in.
-    #[test]
-    fn shipped_template() {
-        let template = include_str!("../../examples/cluster.yaml.tmpl");
-        let t = Topology::new(3, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
-        let ca = crate::pki::Ca::make().unwrap();
-        for n in &t.nodes {
-            let y = render(template, &t, n, &ca).unwrap();
-            if let Err(e) = keel::config::parse(&y) {
-                panic!("{} does not validate:\n{e}\n{y}", n.hostname);
-            }
+    fn cas() -> Cas {
+        Cas {
+            etcd: crate::pki::Ca::make().unwrap(),
+            machine: crate::pki::Ca::make().unwrap(),
         }
-        let y = render(template, &t, &t.nodes[0], &ca).unwrap();
-        for want in [
-            "hostname: node1",
-            "hardwareAddr: \"52:54:00:00:00:11\"",
-            "addresses: [10.5.0.11/24]",
-            "ip: 10.5.0.100",
-            "      node3: https://10.5.0.13:2380",
-        ] {
-            assert!(y.contains(want), "{want} not in\n{y}");
+    }
+
+    /// The shipped templates render, for every node, to configs Keel
+    /// accepts, with every field filled in: the bootstrap flow's (no
+    /// member list, the machine CA, the control-plane endpoint) and the
+    /// static one's.
+    #[test]
+    fn shipped_templates() {
+        let t = Topology::new(3, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
+        let ca = cas();
+        let templates = [
+            (
+                include_str!("../../examples/cluster.yaml.tmpl"),
+                &[
+                    "hostname: node1",
+                    "hardwareAddr: \"52:54:00:00:00:11\"",
+                    "hardwareAddr: \"52:54:00:00:06:11\"",
+                    "addresses: [10.5.0.11/24]",
+                    "ip: 10.5.0.100",
+                    "endpoint: https://10.5.0.100:6443",
+                ][..],
+                false,
+            ),
+            (
+                include_str!("../../examples/cluster-static.yaml.tmpl"),
+                &[
+                    "      node3: https://10.5.0.13:2380",
+                    "hardwareAddr: \"52:54:00:00:06:11\"",
+                ][..],
+                true,
+            ),
+        ];
+        for (template, wants, static_list) in templates {
+            for n in &t.nodes {
+                let y = render(template, &t, n, &ca).unwrap();
+                match keel::config::parse(&y) {
+                    Ok(p) => {
+                        let etcd = p.config.cluster.etcd.as_ref().unwrap();
+                        assert_eq!(!etcd.initial_cluster.is_empty(), static_list, "{y}");
+                        assert!(p.config.machine.ca.is_some(), "{y}");
+                    }
+                    Err(e) => panic!("{} does not validate:\n{e}\n{y}", n.hostname),
+                }
+            }
+            let y = render(template, &t, &t.nodes[0], &ca).unwrap();
+            for want in wants {
+                assert!(y.contains(want), "{want} not in\n{y}");
+            }
         }
     }
 }

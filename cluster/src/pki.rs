@@ -104,3 +104,55 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes())
         .with_context(|| format!("write {}", path.display()))
 }
+
+/// The cluster's machine (OS) CA, as `talosctl gen config` makes it
+/// (Ed25519, `O=talos`), kept in the run directory: every node's
+/// `machine.ca`, from which each issues its node API certificate.
+pub fn machine_ca(dir: &Path) -> anyhow::Result<Ca> {
+    let (crt, key) = (dir.join("machine-ca.crt"), dir.join("machine-ca.key"));
+    if let (Ok(c), Ok(k)) = (std::fs::read_to_string(&crt), std::fs::read_to_string(&key)) {
+        return Ok(Ca { crt: c, key: k });
+    }
+    let (_, pair) = keel::x509::Ca::generate(
+        "",
+        "talos",
+        keel::x509::KeyKind::Ed25519,
+        std::time::Duration::from_secs(10 * 365 * 86400),
+    )?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    write_private(&key, &pair.key)?;
+    std::fs::write(&crt, &pair.crt).with_context(|| format!("write {}", crt.display()))?;
+    Ok(Ca {
+        crt: pair.crt,
+        key: pair.key,
+    })
+}
+
+/// An admin talosconfig (`dir/talosconfig`, context `keel-run`) for the
+/// machine CA `ca`: an `O=os:admin` client certificate valid a year, the
+/// nodes as `nodes` (`127.0.0.1:<forwarded port>`). Returns its
+/// credentials and path.
+pub fn talosconfig(
+    dir: &Path,
+    ca: &Ca,
+    nodes: Vec<String>,
+) -> anyhow::Result<(keel::api::talosconfig::Credentials, PathBuf)> {
+    let issuer = keel::x509::Ca::from_pem(&ca.crt, &ca.key, "machine-ca.crt", "machine-ca.key")?;
+    let admin = issuer.issue(&keel::x509::Leaf {
+        organization: vec!["os:admin".to_owned()],
+        client: true,
+        lifetime: Some(std::time::Duration::from_secs(365 * 86400)),
+        ..keel::x509::Leaf::default()
+    })?;
+    let creds = keel::api::talosconfig::Credentials {
+        context: "keel-run".to_owned(),
+        endpoints: Vec::new(),
+        nodes,
+        ca: ca.crt.clone(),
+        crt: admin.crt,
+        key: admin.key,
+    };
+    let path = dir.join("talosconfig");
+    write_private(&path, &keel::api::talosconfig::render(&creds))?;
+    Ok((creds, path))
+}

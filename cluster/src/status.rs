@@ -55,7 +55,10 @@ impl NodeStatus {
                 s.configured = true;
             } else if msg.starts_with("etcd: starting member") {
                 s.etcd = "starting".into();
+            } else if msg.starts_with("etcd: not bootstrapped; waiting") {
+                s.etcd = "waiting".into();
             } else if let Some(rest) = msg.strip_prefix("etcd is ") {
+                let rest = rest.strip_prefix("a ").unwrap_or(rest);
                 s.etcd = rest.split([' ', ':']).next().unwrap_or(rest).to_string();
             } else if msg.starts_with("etcd stopped") {
                 s.etcd = "stopped".into();
@@ -115,6 +118,8 @@ mod tests {
 [    3.000000] keel: vip 10.5.0.100: campaigning on enp0s1 as node1/node1 (TTL 5 s)
 ";
         let healthy = "[    5.000000] keel: etcd is healthy (was starting)\n";
+        let waiting = "[    3.100000] keel: etcd: not bootstrapped; waiting for a bootstrap request or a member to join through 10.5.0.100:2379 (VIP)\n";
+        let learner = "[    4.000000] keel: etcd is a learner (was starting): a non-voting member catching up\n";
         let holder =
             "[    6.000000] keel: vip 10.5.0.100: holder on enp0s1 (this node: node1/node1)\n";
         let follower = "[    6.000000] keel: vip 10.5.0.100: follower, held by node2/node2\n";
@@ -123,6 +128,18 @@ mod tests {
         let cases = [
             ("", "booting", "-", "-"),
             (boot, "ready", "starting", "campaigning"),
+            (
+                &format!("{boot}{waiting}"),
+                "ready",
+                "waiting",
+                "campaigning",
+            ),
+            (
+                &format!("{boot}{learner}"),
+                "ready",
+                "learner",
+                "campaigning",
+            ),
             (
                 &format!("{boot}{healthy}"),
                 "ready",

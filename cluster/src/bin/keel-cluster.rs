@@ -5,10 +5,17 @@
 //!                     [--build DIR] [--dir DIR] [--accel auto|tcg|kvm]
 //!                     [--memory MIB] [--append PARAMS] [--check]
 //!
+//! Nodes without an etcd member list (the default template) wait for a
+//! bootstrap: keel-cluster asks node1 for it through its node API as soon
+//! as node1's etcd waits. The status view reads each node's API (etcd
+//! state and members, the VIP's holder) and its console (boot phase,
+//! links) where the API does not answer yet.
+//!
 //! `--check` is the non-interactive run the tests use: wait until every
 //! node is ready with etcd healthy and exactly one MAC answers for the
-//! VIP, power the holder off, wait until another MAC answers, exit 0
-//! (or print why not and exit 1).
+//! VIP, every node's API names that node as the holder, power the holder
+//! off, wait until another MAC answers, exit 0 (or print why not and exit
+//! 1).
 
 use std::io::{BufRead, Write};
 use std::net::Ipv4Addr;
@@ -18,7 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use keel_cluster::{Cluster, Image, Options, Topology};
+use keel_cluster::api::{Bootstrap, Statuses};
+use keel_cluster::{Cas, Cluster, Image, NodeStatus, Options, Topology};
 use keel_qemu::Accel;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -87,12 +95,46 @@ fn run() -> anyhow::Result<i32> {
         memory_mib: memory,
         append,
     };
-    // The cluster's etcd CA (made on the first run, kept in the run
-    // directory) and a client certificate for the operator's etcdctl.
-    let ca = keel_cluster::pki::Ca::load_or_make(&opts.dir)?;
-    let (client_crt, client_key) = ca.client_files(&opts.dir)?;
+    // The cluster's etcd and machine CAs (made on the first run, kept in
+    // the run directory) and a client certificate for the operator's
+    // etcdctl.
+    let cas = Cas {
+        etcd: keel_cluster::pki::Ca::load_or_make(&opts.dir)?,
+        machine: keel_cluster::pki::machine_ca(&opts.dir)?,
+    };
+    let (client_crt, client_key) = cas.etcd.client_files(&opts.dir)?;
     let ca_path = opts.dir.join("etcd-ca.crt");
-    let mut cluster = Cluster::start(opts.with_template(&template, &ca)?)?;
+    let run_dir = opts.dir.clone();
+    let opts = opts.with_template(&template, &cas)?;
+    let needs_bootstrap = match &opts.setups[0].config {
+        Some(keel_cluster::NodeConfig::Disk(y)) => keel::config::parse(y)
+            .map(|p| {
+                p.config
+                    .cluster
+                    .etcd
+                    .is_some_and(|e| e.initial_cluster.is_empty())
+            })
+            .unwrap_or(false),
+        _ => false,
+    };
+    let mut cluster = Cluster::start(opts)?;
+    let ports: Vec<u16> = (1..=nodes).filter_map(|n| cluster.api_port(n)).collect();
+    let (creds, talosconfig) = keel_cluster::pki::talosconfig(
+        &run_dir,
+        &cas.machine,
+        ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+    )?;
+    let statuses = keel_cluster::api::watch(&creds, &ports)?;
+    let bootstrap = if needs_bootstrap {
+        Some(keel_cluster::api::bootstrap(
+            &creds,
+            ports[0],
+            1,
+            statuses.clone(),
+        )?)
+    } else {
+        None
+    };
     // SAFETY: installs a handler that only stores to an atomic, which is
     // async-signal-safe (signal-safety(7)).
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
@@ -111,8 +153,25 @@ fn run() -> anyhow::Result<i32> {
         client_crt.display(),
         client_key.display()
     );
+    println!(
+        "  node API: target/x86_64-unknown-linux-musl/release/keel --talosconfig {} status (every node; --nodes 127.0.0.1:PORT for one: {})",
+        talosconfig.display(),
+        ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("node{} {p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if bootstrap.is_some() {
+        println!("  etcd: no member list: node1 is bootstrapped through its node API once its etcd waits for it");
+    }
+    let view = View {
+        statuses,
+        bootstrap,
+    };
     let code = if check {
-        match check_run(&cluster, vip, started) {
+        match check_run(&cluster, &view, vip, started) {
             Ok(()) => {
                 println!("check: ok");
                 0
@@ -120,13 +179,19 @@ fn run() -> anyhow::Result<i32> {
             Err(e) => {
                 println!("check: FAILED: {e:#}");
                 for n in 1..=nodes {
-                    println!("  node{n}: {}", cluster.status(n));
+                    println!("  node{n}: {}", view.status(&cluster, n));
+                    if let Some(e) = view.statuses.error(n) {
+                        println!("    node API: {e}");
+                    }
+                }
+                if let Some(b) = &view.bootstrap {
+                    println!("  {}", b.said());
                 }
                 1
             }
         }
     } else {
-        interactive(&mut cluster, vip, started)?;
+        interactive(&mut cluster, &view, vip, started)?;
         0
     };
     println!("keel-cluster: powering every node off");
@@ -134,9 +199,58 @@ fn run() -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// What the status view reads besides the consoles.
+struct View {
+    statuses: Statuses,
+    bootstrap: Option<Bootstrap>,
+}
+
+impl View {
+    /// Node `n`'s console status, with etcd and the VIP from its API when
+    /// it answers (the API knows learners, members, the holder).
+    fn status(&self, cluster: &Cluster, n: usize) -> NodeStatus {
+        let mut s = cluster.status(n);
+        if !cluster.running(n) {
+            return s;
+        }
+        if let Some(api) = self.statuses.get(n) {
+            let e = &api.etcd;
+            s.etcd = match (e.state.as_str(), e.members.len()) {
+                ("healthy", m) if m > 0 => format!("healthy ({m} members)"),
+                (state, _) => state.to_owned(),
+            };
+            if let Some(v) = api.vips.first() {
+                s.vip = match (&v.role[..], &v.holder) {
+                    ("holder", _) => "holder".to_owned(),
+                    (role, Some(h)) => format!("{role} (held by {h})"),
+                    (role, None) => role.to_owned(),
+                };
+            }
+        }
+        s
+    }
+
+    /// The holder each running node's API names for the first VIP.
+    fn holders(&self, cluster: &Cluster) -> Vec<Option<String>> {
+        (1..=cluster.len())
+            .filter(|&n| cluster.running(n))
+            .map(|n| {
+                self.statuses
+                    .get(n)
+                    .and_then(|s| s.vips.first().and_then(|v| v.holder.clone()))
+            })
+            .collect()
+    }
+}
+
 /// Redraws the status a few times a second and runs commands from stdin
 /// until `quit`, Ctrl-C or end of input.
-fn interactive(cluster: &mut Cluster, vip: Ipv4Addr, started: Instant) -> anyhow::Result<()> {
+fn interactive(
+    cluster: &mut Cluster,
+    view: &View,
+    vip: Ipv4Addr,
+    started: Instant,
+) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -166,8 +280,11 @@ fn interactive(cluster: &mut Cluster, vip: Ipv4Addr, started: Instant) -> anyhow
                 "  node{n}  {}  {:<10} {}\n",
                 node.mac,
                 node.address,
-                cluster.status(n)
+                view.status(cluster, n)
             );
+        }
+        if let Some(b) = &view.bootstrap {
+            screen += &format!("\n{}\n", b.said());
         }
         screen += &format!("\n{HELP}\n{last_msg}\n> ");
         print!("{screen}");
@@ -222,7 +339,12 @@ fn command(cluster: &mut Cluster, line: &str) -> anyhow::Result<String> {
 }
 
 /// The non-interactive scenario (`--check`).
-fn check_run(cluster: &Cluster, vip: Ipv4Addr, started: Instant) -> anyhow::Result<()> {
+fn check_run(
+    cluster: &Cluster,
+    view: &View,
+    vip: Ipv4Addr,
+    started: Instant,
+) -> anyhow::Result<()> {
     let all = 1..=cluster.len();
     wait(
         "every node ready with etcd healthy",
@@ -257,6 +379,17 @@ fn check_run(cluster: &Cluster, vip: Ipv4Addr, started: Instant) -> anyhow::Resu
         "check: VIP {vip} answered by node{h} ({} ms since start)",
         started.elapsed().as_millis()
     );
+    let want = format!("node{h}/node{h}");
+    wait(
+        "every node's API naming the VIP's holder",
+        Duration::from_secs(60),
+        || {
+            view.holders(cluster)
+                .iter()
+                .all(|x| x.as_deref() == Some(want.as_str()))
+        },
+    )?;
+    println!("check: every node's API names {want} as the VIP's holder");
     let t = Instant::now();
     cluster.power_off(h)?;
     let mut new = None;

@@ -114,8 +114,15 @@ impl Server {
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                // The operator's first question when a client is refused.
-                log::info!("api: {addr}: TLS handshake refused: {e}");
+                // The operator's first question when a client is refused;
+                // a peer that hangs up mid-handshake (a port probe, a
+                // client giving up) is not news.
+                let text = e.to_string();
+                if text.contains("eof") {
+                    log::debug!("api: {addr}: closed during the TLS handshake: {text}");
+                } else {
+                    log::info!("api: {addr}: TLS handshake refused: {text}");
+                }
                 return;
             }
             Err(_) => {

@@ -80,11 +80,13 @@ async fn start_etcd(
     };
     let mut waiting_logged = false;
     let (mut plan, addresses) = loop {
+        let networks = rtnl.node_networks().await;
         let mut rt = Runtime::new(
-            rtnl.node_addresses().await,
+            networks.iter().map(|(a, _)| *a).collect(),
             etcd::DATA_DIR.into(),
             etcd::PKI_DIR.into(),
         );
+        rt.subnets = networks;
         // Names the member when the config does not (DHCP, auto: stable).
         rt.hostname = kernel_hostname();
         match Plan::from_config(&config, &rt) {

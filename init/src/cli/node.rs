@@ -248,11 +248,11 @@ pub fn render_status(node: &str, s: &Status) -> String {
     }
     row("etcd", etcd);
     for v in &s.vips {
-        let mut line = format!("{}: {}", v.ip, v.role);
-        match &v.holder {
-            Some(h) => line += &format!(", holder {h}"),
-            None => line += ", no holder",
-        }
+        let mut line = match (v.role.as_str(), &v.holder) {
+            ("holder", _) => format!("{}: held by this node ({})", v.ip, v.identity),
+            (role, Some(h)) => format!("{}: {role}, held by {h}", v.ip),
+            (role, None) => format!("{}: {role}, no holder", v.ip),
+        };
         if let Some(t) = v.holder_for_s {
             line += &format!(" for {}", human(t));
         }

@@ -153,6 +153,9 @@ pub struct Runtime {
     /// The node's hostname of the moment (DHCP, `auto: stable`): the member
     /// name when the config names none.
     pub hostname: Option<String>,
+    /// The node's addresses with their prefix lengths: which subnet each
+    /// is on (the advertised address prefers the VIP's subnet).
+    pub subnets: Vec<(IpAddr, u8)>,
 }
 
 impl Runtime {
@@ -165,6 +168,7 @@ impl Runtime {
             local_client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_CLIENT_PORT),
             clients_on_any: true,
             hostname: None,
+            subnets: Vec::new(),
         }
     }
 }
@@ -330,18 +334,13 @@ impl Plan {
             let name = name
                 .or_else(|| rt.hostname.clone())
                 .unwrap_or_else(|| "default".to_owned());
-            let addr = rt
-                .addresses
-                .iter()
-                .copied()
-                .find(|a| selected(&etcd.advertised_subnets, *a))
-                .ok_or_else(|| ArgsError::NoNodeAddress {
-                    filtered: if etcd.advertised_subnets.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" in {}", filters(&etcd.advertised_subnets))
-                    },
-                })?;
+            let addr = advertised(config, etcd, rt).ok_or_else(|| ArgsError::NoNodeAddress {
+                filtered: if etcd.advertised_subnets.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {}", filters(&etcd.advertised_subnets))
+                },
+            })?;
             let scheme = if peer_tls { "https" } else { "http" };
             let url = format!("{scheme}://{}", SocketAddr::new(addr, DEFAULT_PEER_PORT));
             let members = vec![Member {
@@ -698,6 +697,44 @@ fn contains(c: &Cidr, ip: IpAddr) -> bool {
         }
         _ => false,
     }
+}
+
+/// The address etcd advertises without a member list: of the node's
+/// addresses `advertisedSubnets` selects, never loopback or link-local
+/// (a peer URL on `fe80::` would need a zone, and 169.254/16 is not
+/// routed), preferably one on the subnet of a VIP or of the control-plane
+/// endpoint (where the cluster's members meet: a second NIC, such as a
+/// management or a NAT link, must not be advertised), else the first.
+fn advertised(config: &Config, etcd: &crate::config::Etcd, rt: &Runtime) -> Option<IpAddr> {
+    let usable = |a: &IpAddr| {
+        let link_local = match a {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        !a.is_loopback() && !a.is_unspecified() && !a.is_multicast() && !link_local
+    };
+    let candidates: Vec<IpAddr> = rt
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| usable(a) && selected(&etcd.advertised_subnets, *a))
+        .collect();
+    let anchors: Vec<IpAddr> = seeds(config, DEFAULT_CLIENT_PORT)
+        .iter()
+        .filter_map(|s| s.host.parse().ok())
+        .collect();
+    let on_anchor = |a: &IpAddr| {
+        rt.subnets.iter().any(|(net, prefix)| {
+            net == a
+                && Cidr::try_from(format!("{net}/{prefix}"))
+                    .is_ok_and(|c| anchors.iter().any(|v| contains(&c, *v)))
+        })
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(on_anchor)
+        .or_else(|| candidates.first().copied())
 }
 
 /// Where a node without a member list looks for its cluster: the host of

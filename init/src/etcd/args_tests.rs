@@ -463,3 +463,48 @@ fn plaintext_needs_allow_insecure() {
     );
     assert!(e.to_string().contains("allowInsecure: true"), "{e}");
 }
+
+/// Without a member list, the advertised address: never link-local or
+/// loopback; the VIP's (or the control-plane endpoint's) subnet first;
+/// `advertisedSubnets` still rules.
+#[test]
+fn advertised_address_without_a_member_list() {
+    let base =
+        "machine:\n  network:\n    hostname: cp1\ncluster:\n  etcd:\n    allowInsecure: true\n";
+    let nets: &[(&str, u8)] = &[
+        ("fe80::5054:ff:fe00:11", 64),
+        ("169.254.3.4", 16),
+        ("10.0.2.15", 24),
+        ("10.5.0.11", 24),
+    ];
+    // (extra config, expected peer URL)
+    let table: &[(&str, &str)] = &[
+        ("", "http://10.0.2.15:2380"),
+        ("  controlPlane:\n    endpoint: https://10.5.0.100:6443\n", "http://10.5.0.11:2380"),
+        ("  controlPlane:\n    endpoint: https://cp.example:6443\n", "http://10.0.2.15:2380"),
+        (
+            "  controlPlane:\n    endpoint: https://10.5.0.100:6443\n  etcd:\n    advertisedSubnets: [10.0.2.0/24]\n",
+            "http://10.0.2.15:2380",
+        ),
+    ];
+    for (extra, want) in table {
+        let yaml = if extra.contains("  etcd:") {
+            format!(
+                "{}{}",
+                base.replace("  etcd:\n    allowInsecure: true\n", ""),
+                extra.replace("  etcd:\n", "  etcd:\n    allowInsecure: true\n")
+            )
+        } else {
+            format!("{base}{extra}")
+        };
+        let parsed = crate::config::parse(&yaml).unwrap_or_else(|e| panic!("{yaml}\n{e}"));
+        let mut r = rt(&nets.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+        r.subnets = nets.iter().map(|(a, p)| (a.parse().unwrap(), *p)).collect();
+        let p = Plan::from_config(&parsed.config, &r).unwrap();
+        assert_eq!(p.peer_url, *want, "{yaml}");
+    }
+    // Only link-local and loopback: nothing to advertise yet.
+    let parsed = crate::config::parse(base).unwrap();
+    let err = Plan::from_config(&parsed.config, &rt(&["fe80::1", "169.254.1.1"])).unwrap_err();
+    assert!(matches!(err, ArgsError::NoNodeAddress { .. }), "{err}");
+}

@@ -75,9 +75,9 @@ fn parse_v4(line: &str) -> Option<Route> {
 }
 
 /// `dest plen src splen nexthop metric refcnt use flags dev`, hex. The
-/// kernel's own local and multicast routes (`lo`, `fe80::/64` duplicates
-/// aside) are listed too; only unreachable ones (`lo` with no flags) are
-/// skipped.
+/// file lists every table: the kernel's own entries for the node's
+/// addresses (a /128 without a gateway), multicast (`ff00::/8`) and
+/// loopback's are left out, as `ip -6 route` (main table) leaves them.
 fn parse_v6(line: &str) -> Option<Route> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 10 {
@@ -89,10 +89,15 @@ fn parse_v6(line: &str) -> Option<Route> {
         return None;
     }
     let gateway = v6(f[4])?;
+    let destination = v6(f[0])?;
+    let prefix = u8::from_str_radix(f[1], 16).ok()?;
+    if f[9] == "lo" || destination.is_multicast() || (prefix == 128 && gateway.is_unspecified()) {
+        return None;
+    }
     Some(Route {
         link: f[9].to_owned(),
-        destination: IpAddr::V6(v6(f[0])?),
-        prefix: u8::from_str_radix(f[1], 16).ok()?,
+        destination: IpAddr::V6(destination),
+        prefix,
         gateway: (!gateway.is_unspecified()).then_some(IpAddr::V6(gateway)),
         metric: u32::from_str_radix(f[5], 16).ok()?,
     })
@@ -118,7 +123,9 @@ mod tests {
             t.path().join("net/ipv6_route"),
             "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
              00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n\
-             00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n",
+             00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n\
+             fe800000000000005054fffe00000012 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001     eth0\n\
+             ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0\n",
         )
         .unwrap();
         let got: Vec<String> = read(t.path()).iter().map(Route::to_string).collect();

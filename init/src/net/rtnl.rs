@@ -453,13 +453,22 @@ impl Rtnl {
     /// Every address on the node's links but loopback's, in link order
     /// (what certificates name and what a node is reached at).
     pub async fn node_addresses(&self) -> Vec<IpAddr> {
+        self.node_networks()
+            .await
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    /// [`Rtnl::node_addresses`] with their prefix lengths.
+    pub async fn node_networks(&self) -> Vec<(IpAddr, u8)> {
         let mut out = Vec::new();
         for l in self.links().await.unwrap_or_default() {
             if l.name == "lo" {
                 continue;
             }
             if let Ok(addrs) = self.link_addresses(&l).await {
-                out.extend(addrs.into_iter().map(|(a, _)| a));
+                out.extend(addrs);
             }
         }
         out
