@@ -84,6 +84,9 @@ pub struct Spec {
     /// Where the host port forwards to (default: the node's address),
     /// e.g. the VIP: only the node holding it answers there.
     pub forward_to: Option<Ipv4Addr>,
+    /// A second host port forwarded to the node API (port 50443) at the
+    /// node's address, on the same user NIC (needs its 10.0.2.15/24).
+    pub node_api: bool,
 }
 
 impl Spec {
@@ -225,14 +228,26 @@ impl Deref for Cluster {
 }
 
 /// Node `n`'s devices and inline config for `spec`, with its etcd client
-/// port forwarded from `host_port`.
-fn setup(n: usize, spec: &Spec, host_port: Option<u16>) -> NodeSetup {
+/// port forwarded from `host_port` and its node API from `api_port`.
+fn setup(n: usize, spec: &Spec, host_port: Option<u16>, api_port: Option<u16>) -> NodeSetup {
     let target = spec
         .forward_to
         .map_or_else(|| node_ip(n), |ip| ip.to_string());
-    let host_nic = host_port.map(|port| {
+    let mut forwards: Vec<String> = Vec::new();
+    if let Some(port) = host_port {
+        forwards.push(format!("hostfwd=tcp:127.0.0.1:{port}-{target}:2379"));
+    }
+    if let Some(port) = api_port {
+        forwards.push(format!(
+            "hostfwd=tcp:127.0.0.1:{port}-{}:{}",
+            node_ip(n),
+            keel::api::PORT
+        ));
+    }
+    let host_nic = (!forwards.is_empty()).then(|| {
         Nic::new(format!(
-            "user,id=h0,ipv6=off,hostfwd=tcp:127.0.0.1:{port}-{target}:2379"
+            "user,id=h0,ipv6=off,restrict=on,{}",
+            forwards.join(",")
         ))
         .with_mac(host_mac(n))
     });
@@ -249,6 +264,7 @@ fn setup(n: usize, spec: &Spec, host_port: Option<u16>) -> NodeSetup {
             .map(|d| Drive::new(d).with_serial("keel-var"))
             .collect(),
         append: String::new(),
+        api_port,
     }
 }
 
@@ -256,15 +272,29 @@ impl Cluster {
     /// Boots node1..3 as `specs` say and waits until every node's etcd is
     /// healthy.
     pub fn start(specs: [Spec; 3]) -> Cluster {
+        let c = Cluster::boot_all(specs);
+        for n in 1..=3 {
+            c.wait(n, 0, "etcd is healthy", HEALTHY_TIMEOUT);
+        }
+        c
+    }
+
+    /// Boots node1..3 as `specs` say and waits until each is ready (etcd
+    /// may wait for a bootstrap).
+    pub fn boot_all(specs: [Spec; 3]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let host_ports: Vec<Option<u16>> = specs
             .iter()
             .map(|s| s.host_api.then(free_local_port))
             .collect();
+        let api_ports: Vec<Option<u16>> = specs
+            .iter()
+            .map(|s| s.node_api.then(free_local_port))
+            .collect();
         let setups = specs
             .iter()
             .enumerate()
-            .map(|(i, s)| setup(i + 1, s, host_ports[i]))
+            .map(|(i, s)| setup(i + 1, s, host_ports[i], api_ports[i]))
             .collect();
         let opts = Options {
             image: Image::Keel,
@@ -286,10 +316,15 @@ impl Cluster {
         for n in 1..=3 {
             c.wait(n, 0, "keel: ready in", BOOT_TIMEOUT);
         }
-        for n in 1..=3 {
-            c.wait(n, 0, "etcd is healthy", HEALTHY_TIMEOUT);
-        }
         c
+    }
+
+    /// The host port forwarded to node `n`'s API (`127.0.0.1:<port>`).
+    pub fn api(&self, n: usize) -> String {
+        match self.inner.api_port(n) {
+            Some(p) => format!("127.0.0.1:{p}"),
+            None => self.fail(&format!("node{n} has no node API port (Spec::node_api)")),
+        }
     }
 
     pub fn node(&self, n: usize) -> Node<'_> {
@@ -380,9 +415,10 @@ impl Cluster {
         let spec = self.specs[n - 1].clone();
         let port = spec.host_api.then(free_local_port);
         self.host_ports[n - 1] = port;
+        let api = spec.node_api.then(free_local_port);
         let booted = self
             .inner
-            .set_setup(n, setup(n, &spec, port))
+            .set_setup(n, setup(n, &spec, port, api))
             .and_then(|()| self.inner.boot(n));
         if let Err(e) = booted {
             self.fail(&format!("node{n}: boot again: {e:#}"));

@@ -128,7 +128,13 @@ async fn start_etcd(
     if plan.insecure {
         log::warn!("etcd: running WITHOUT TLS (cluster.etcd.allowInsecure: true): anyone who reaches its ports can read and change every key, remove members and take the VIP");
     }
-    log::info!("etcd: starting member {}", plan.name);
+    match &plan.formation {
+        etcd::args::Formation::Static => log::info!("etcd: starting member {}", plan.name),
+        etcd::args::Formation::Discovered { .. } => log::info!(
+            "etcd: member {} has no member list: it joins a running cluster, or starts one on a bootstrap request",
+            plan.name
+        ),
+    }
     let (endpoint, tls, member) = (
         plan.local_endpoint.clone(),
         plan.client_tls.clone(),
