@@ -30,7 +30,7 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// node can ask), the endpoint's host is m1.
 fn discovered_yaml(name: &str) -> String {
     format!(
-        "machine:\n  network:\n    hostname: {name}\ncluster:\n  controlPlane:\n    endpoint: https://127.0.0.31:6443\n  etcd:\n    allowInsecure: true\n    clientOnNodeAddress: true\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n"
+        "machine:\n  network:\n    hostname: {name}\ncluster:\n  controlPlane:\n    endpoint: https://127.0.0.31:6443\n  etcd:\n    allowInsecure: true\n    clientOnNodeAddress: true\n    advertisedSubnets: [127.0.0.0/8]\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n"
     )
 }
 

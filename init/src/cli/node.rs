@@ -214,6 +214,9 @@ pub fn render_status(node: &str, s: &Status) -> String {
     if let Some(id) = &e.id {
         etcd += &format!(" ({id}{})", if e.learner { ", learner" } else { "" });
     }
+    if let Some(c) = &e.cluster_id {
+        etcd += &format!(", cluster {c}");
+    }
     if e.is_leader {
         etcd += ", leader";
     } else if let Some(l) = &e.leader {

@@ -1,10 +1,13 @@
-//! `cluster`: of Talos's cluster section Keel reads only `cluster.etcd`,
-//! plus the Keel extensions a static etcd bootstrap needs.
+//! `cluster`: of Talos's cluster section Keel reads `cluster.etcd` and
+//! `cluster.controlPlane.endpoint`, plus the Keel extensions of a static
+//! etcd cluster.
 //!
-//! Talos grows its etcd cluster by discovery through Kubernetes (each new
-//! control-plane node joins the members it finds). Keel runs no Kubernetes
-//! of its own, so the membership is written down instead, with keys Talos
-//! does not have; each is marked **Keel extension** below.
+//! Without a member list the cluster forms as in Talos: one bootstrap
+//! request, then every other node joins as a learner through the
+//! control-plane endpoint, the VIPs or the peers it knew
+//! (`crate::etcd::join`). The static alternative writes the membership
+//! down, with keys Talos does not have; each is marked **Keel extension**
+//! below.
 
 use std::collections::BTreeMap;
 

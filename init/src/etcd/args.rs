@@ -706,12 +706,20 @@ fn contains(c: &Cidr, ip: IpAddr) -> bool {
 /// endpoint (where the cluster's members meet: a second NIC, such as a
 /// management or a NAT link, must not be advertised), else the first.
 fn advertised(config: &Config, etcd: &crate::config::Etcd, rt: &Runtime) -> Option<IpAddr> {
+    // Loopback and link-local addresses reach no other node, so they are
+    // skipped unless `advertisedSubnets` names them explicitly (several
+    // members on one host's loopback, as the host tests run them).
+    let named = |a: &IpAddr| {
+        etcd.advertised_subnets
+            .iter()
+            .any(|s| !s.exclude && contains(&s.cidr, *a))
+    };
     let usable = |a: &IpAddr| {
         let link_local = match a {
             IpAddr::V4(v4) => v4.is_link_local(),
             IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
         };
-        !a.is_loopback() && !a.is_unspecified() && !a.is_multicast() && !link_local
+        !a.is_unspecified() && !a.is_multicast() && (named(a) || !(a.is_loopback() || link_local))
     };
     let candidates: Vec<IpAddr> = rt
         .addresses

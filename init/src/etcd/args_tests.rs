@@ -465,7 +465,7 @@ fn plaintext_needs_allow_insecure() {
 }
 
 /// Without a member list, the advertised address: never link-local or
-/// loopback; the VIP's (or the control-plane endpoint's) subnet first;
+/// loopback unless `advertisedSubnets` names it; the VIP's (or the control-plane endpoint's) subnet first;
 /// `advertisedSubnets` still rules.
 #[test]
 fn advertised_address_without_a_member_list() {
@@ -474,6 +474,7 @@ fn advertised_address_without_a_member_list() {
     let nets: &[(&str, u8)] = &[
         ("fe80::5054:ff:fe00:11", 64),
         ("169.254.3.4", 16),
+        ("127.0.0.31", 8),
         ("10.0.2.15", 24),
         ("10.5.0.11", 24),
     ];
@@ -485,6 +486,11 @@ fn advertised_address_without_a_member_list() {
         (
             "  controlPlane:\n    endpoint: https://10.5.0.100:6443\n  etcd:\n    advertisedSubnets: [10.0.2.0/24]\n",
             "http://10.0.2.15:2380",
+        ),
+        // Named explicitly, loopback is used (members sharing one host).
+        (
+            "  etcd:\n    advertisedSubnets: [127.0.0.0/8]\n",
+            "http://127.0.0.31:2380",
         ),
     ];
     for (extra, want) in table {
