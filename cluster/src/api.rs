@@ -116,7 +116,9 @@ pub fn bootstrap(
                 }
                 Err(e) => out.say(format!("bootstrap: node{n}: {e}")),
             },
-            Some(state) if state != "pending" => {
+            // "starting" comes before "waiting": the supervisor asks the
+            // seeds for a few seconds before it knows nobody answers.
+            Some(state) if state != "pending" && state != "starting" => {
                 out.say(format!("bootstrap: not needed: node{n}'s etcd is {state}"));
                 return;
             }
