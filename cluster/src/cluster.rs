@@ -347,6 +347,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes node `n` (QMP `stop`: its CPUs and clocks stand still, as
+    /// in a paused VM or a live migration) or lets it run on (`cont`).
+    pub fn freeze(&self, n: usize, frozen: bool) -> anyhow::Result<()> {
+        let mut q = self.vm(n)?.qmp(Duration::from_secs(10))?;
+        q.execute(if frozen { "stop" } else { "cont" }, None)?;
+        Ok(())
+    }
+
     /// Powers node `n` off gracefully if it runs, then boots it again.
     pub fn restart(&mut self, n: usize) -> anyhow::Result<()> {
         if self.running(n) {

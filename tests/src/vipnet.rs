@@ -296,9 +296,10 @@ impl VipNet {
     }
 
     /// A crash of the node's VIP process: SIGKILL. The address it added
-    /// stays in the kernel; a real node's crash takes its kernel (and the
-    /// address) with it, so the harness removes it at once, as the node's
-    /// death would.
+    /// (on `lo`) stays in the kernel, silent: only the process answered
+    /// for it. A real node's crash takes its kernel (and the address)
+    /// with it, so the harness removes it at once, as the node's death
+    /// would.
     pub fn crash_vip(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].vip.take() {
             let _ = c.kill();
@@ -307,7 +308,7 @@ impl VipNet {
         let ns = self.nodes[i].ns.clone();
         let addr = format!("{}/32", self.vip);
         let _ = Command::new("ip")
-            .args(["-n", &ns, "addr", "del", &addr, "dev", "eth0"])
+            .args(["-n", &ns, "addr", "del", &addr, "dev", "lo"])
             .output();
     }
 

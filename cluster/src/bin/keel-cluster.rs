@@ -38,7 +38,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 const USAGE: &str = "usage: keel-cluster [--nodes N] [--vip IP] [--template FILE] [--build DIR]
                     [--dir DIR] [--accel auto|tcg|kvm] [--memory MIB] [--append PARAMS] [--check]";
 
-const HELP: &str = "commands: off N (power button) | kill N (QEMU quit: a crash) | down N / up N (link) | restart N | quit
+const HELP: &str = "commands: off N (power button) | kill N (QEMU quit: a crash) | down N / up N (link) | freeze N / thaw N (QMP stop/cont) | restart N | quit
 Ctrl-C (or quit) powers every node off gracefully and exits";
 
 fn main() {
@@ -332,6 +332,8 @@ fn command(cluster: &mut Cluster, line: &str) -> anyhow::Result<String> {
         "kill" => cluster.kill(n)?,
         "down" => cluster.set_link(n, false)?,
         "up" => cluster.set_link(n, true)?,
+        "freeze" => cluster.freeze(n, true)?,
+        "thaw" => cluster.freeze(n, false)?,
         "restart" => cluster.restart(n)?,
         other => bail!("unknown command {other:?} (see the commands above)"),
     }

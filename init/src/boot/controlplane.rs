@@ -260,6 +260,8 @@ impl Etcd {
 /// The running VIP elections.
 pub struct Vips {
     tasks: Vec<JoinHandle<()>>,
+    /// The pause watchdog the elections listen to (`vip/pause.rs`).
+    watchdog: JoinHandle<()>,
     states: Vec<(IpAddr, watch::Receiver<vip::VipState>)>,
 }
 
@@ -284,6 +286,7 @@ impl Vips {
         for t in self.tasks {
             let _ = tokio::time::timeout(VIP_STOP_TIMEOUT, t).await;
         }
+        self.watchdog.abort();
     }
 }
 
@@ -307,6 +310,8 @@ fn start_vips(
         .unwrap_or_default();
     let identity = format!("{hostname}/{}", etcd.member);
     let healthy = healthy_watch(etcd.sup.health());
+    let (paused_tx, paused) = watch::channel(0u64);
+    let watchdog = tokio::spawn(vip::pause::watch("/sys".into(), paused_tx));
     let mut states = Vec::new();
     let tasks = vips
         .into_iter()
@@ -321,6 +326,7 @@ fn start_vips(
                 vip::Inputs {
                     etcd_healthy: healthy.clone(),
                     stop: stop.clone(),
+                    paused: paused.clone(),
                 },
             );
             let mut stop = stop.clone();
@@ -347,7 +353,11 @@ fn start_vips(
             })
         })
         .collect();
-    Some(Vips { tasks, states })
+    Some(Vips {
+        tasks,
+        watchdog,
+        states,
+    })
 }
 
 /// True while etcd reports Healthy.

@@ -278,7 +278,13 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
             tokio::sync::watch::channel(crate::vip::VipState::WaitingForEtcd);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let inputs = crate::vip::Inputs { etcd_healthy, stop };
+        let (paused_tx, paused) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(crate::vip::pause::watch("/sys".into(), paused_tx));
+        let inputs = crate::vip::Inputs {
+            etcd_healthy,
+            stop,
+            paused,
+        };
         let mut task = tokio::spawn(crate::vip::run(params, endpoint, None, inputs, state_tx));
         loop {
             tokio::select! {

@@ -553,15 +553,22 @@ impl Rtnl {
     /// Adds a host address (/32 or /128, scope global) for a VIP. IPv6
     /// gets IFA_F_NODAD: duplicate address detection would keep it
     /// tentative (unusable) for a second or more (ipv6(7), RFC 4862 5.4),
-    /// and the election already guarantees a single owner.
+    /// and the election already guarantees a single owner. It is also
+    /// added deprecated (preferred lifetime 0, valid forever): it still
+    /// receives, but source address selection avoids it (RFC 6724 rule
+    /// 3), so connections this node opens to peers in the same /64 do not
+    /// come from the VIP and break when it moves.
     pub async fn add_host_address(&self, l: &Link, ip: IpAddr) -> Result<(), RtnlError> {
-        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags, CacheInfo};
         let prefix = host_prefix(ip);
         let mut req = self.handle.address().add(l.index, ip, prefix);
         if ip.is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let attrs = &mut req.message_mut().attributes;
+            attrs.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX; // INFINITY_LIFE_TIME
+            attrs.push(AddressAttribute::CacheInfo(lifetimes));
         }
         match req.execute().await {
             Ok(()) => Ok(()),

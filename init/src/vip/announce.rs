@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
+use super::responder::{arp_reply, solicited_na, Asked};
 use crate::net::dhcp::socket::packet_addr;
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -23,8 +24,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const BROADCAST: [u8; 6] = [0xff; 6];
 /// ff02::1 (all nodes) and its Ethernet mapping 33:33:00:00:00:01
 /// (RFC 2464 section 7).
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+pub(crate) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+pub(crate) const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 const ICMPV6: u8 = 58;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 /// The override flag of a neighbour advertisement: receivers replace a
@@ -104,7 +105,7 @@ pub fn unsolicited_na(mac: [u8; 6], ip: Ipv6Addr) -> [u8; NA_FRAME_LEN] {
 /// The ICMPv6 checksum: the ones' complement sum over the IPv6
 /// pseudo-header and the message (RFC 4443 section 2.3, RFC 8200 8.1),
 /// with the same RFC 1071 sum as the DHCP client's IPv4 and UDP headers.
-fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
+pub(crate) fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
     // An NA is a few dozen bytes.
     let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
     crate::net::dhcp::socket::checksum(&[
@@ -168,6 +169,26 @@ impl Announcer {
                 Ok(())
             }
             IpAddr::V6(v6) => self.send(&unsolicited_na(self.mac, v6), ETH_P_IPV6, ALL_NODES_MAC),
+        }
+    }
+
+    /// Answers a request for `ip` (`responder.rs`): an ARP reply or a
+    /// solicited neighbour advertisement to whoever asked.
+    pub fn answer(&self, ip: IpAddr, asked: &Asked) -> Result<(), AnnounceError> {
+        match (*asked, ip) {
+            (Asked::Arp { mac, ip: to }, IpAddr::V4(vip)) => {
+                self.send(&arp_reply(self.mac, vip, mac, to), ETH_P_ARP, mac)
+            }
+            (Asked::Ns { mac, ip: to }, IpAddr::V6(vip)) => {
+                let dest = if to.is_unspecified() {
+                    ALL_NODES_MAC
+                } else {
+                    mac
+                };
+                self.send(&solicited_na(self.mac, vip, mac, to), ETH_P_IPV6, dest)
+            }
+            // A request of the other family cannot be for this VIP.
+            _ => Ok(()),
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Inputs {
     pub etcd_healthy: watch::Receiver<bool>,
     /// Becomes true to release, resign and return (graceful shutdown).
     pub stop: watch::Receiver<bool>,
+    /// Counts the pauses of this node (`pause.rs`): a change drops a VIP
+    /// held.
+    pub paused: watch::Receiver<u64>,
 }
 
 /// Runs the election for `p` against the local etcd member at `endpoint`

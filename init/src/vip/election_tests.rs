@@ -5,7 +5,7 @@
 //! campaign is never resigned nor the lease revoked while the address is
 //! on a link.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use tokio::sync::mpsc;
@@ -13,6 +13,7 @@ use tokio::time::{sleep, Instant};
 
 use super::*;
 use crate::vip::ops::{EtcdEvent, EtcdOps, HeldKey, LinkOps, OpError, TermOps};
+use crate::vip::responder::Asked;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -23,6 +24,8 @@ enum Call {
     Confirm,
     Add,
     Announce,
+    /// An ARP reply to a request.
+    Answer,
     /// Removing the address; whether the fake let it succeed.
     Remove(bool),
     Holders,
@@ -63,6 +66,10 @@ struct Script {
     carrier_lost_at: Option<Duration>,
     /// How many removals fail before one succeeds (u32::MAX: never).
     remove_failures: u32,
+    /// A request for the VIP is read on the link then.
+    asked_at: Option<Duration>,
+    /// The pause watchdog fires then.
+    paused_at: Option<Duration>,
 }
 
 struct FakeLink {
@@ -70,9 +77,14 @@ struct FakeLink {
     script: Script,
     start: Instant,
     failures_left: RefCell<u32>,
+    asked: Cell<bool>,
 }
 
 const INDEX: u32 = 7;
+const ASKED: Asked = Asked::Arp {
+    mac: [2, 0, 0, 0, 0, 9],
+    ip: std::net::Ipv4Addr::new(10, 5, 0, 9),
+};
 
 impl LinkOps for FakeLink {
     async fn ready(&self, _link: &str) -> Result<bool, OpError> {
@@ -88,6 +100,21 @@ impl LinkOps for FakeLink {
     }
     fn announce(&self, _ip: IpAddr) -> Result<(), OpError> {
         record(&self.log, Announce);
+        Ok(())
+    }
+    async fn asked(&self) -> Result<Asked, OpError> {
+        match self.script.asked_at {
+            Some(t) if !self.asked.get() => {
+                sleep((self.start + t).saturating_duration_since(Instant::now())).await;
+                self.asked.set(true);
+                Ok(ASKED)
+            }
+            _ => std::future::pending().await,
+        }
+    }
+    fn answer(&self, _ip: IpAddr, asked: &Asked) -> Result<(), OpError> {
+        assert_eq!(*asked, ASKED);
+        record(&self.log, Answer);
         Ok(())
     }
     async fn remove(&self, _index: u32, _ip: IpAddr) -> Result<(), OpError> {
@@ -234,6 +261,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         script,
         start,
         failures_left: RefCell::new(script.remove_failures),
+        asked: Cell::new(false),
     };
     let etcd = FakeEtcd {
         log: log.clone(),
@@ -250,13 +278,26 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
     let (stop_tx, stop) = watch::channel(false);
     let (_healthy_tx, etcd_healthy) = watch::channel(true);
     let (state, _) = watch::channel(VipState::WaitingForEtcd);
-    let inputs = Inputs { etcd_healthy, stop };
+    let (paused_tx, paused) = watch::channel(0u64);
+    let inputs = Inputs {
+        etcd_healthy,
+        stop,
+        paused,
+    };
     let stopper = async {
         sleep(run_for).await;
         let _ = stop_tx.send(true);
     };
+    let pauser = async {
+        if let Some(t) = script.paused_at {
+            sleep(t).await;
+            paused_tx.send_modify(|n| *n += 1);
+        }
+        // Kept open: a closed watch must not read as a pause.
+        sleep(run_for).await;
+    };
     let done = tokio::time::timeout(Duration::from_secs(3600), async {
-        tokio::join!(elect(&p, &link, &etcd, inputs, &state), stopper)
+        tokio::join!(elect(&p, &link, &etcd, inputs, &state), stopper, pauser)
     })
     .await;
     assert!(done.is_ok(), "the loop did not stop");
@@ -264,10 +305,22 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
     calls
 }
 
-/// The calls with consecutive repeats folded.
+/// The calls with consecutive repeats folded, and repeated gated
+/// announcements (each a keepalive, then the announcement once it is
+/// acknowledged) folded into one.
 fn folded(calls: &[(Instant, Call, bool)]) -> Vec<Call> {
-    let mut out: Vec<Call> = calls.iter().map(|c| c.1).collect();
-    out.dedup();
+    let mut out: Vec<Call> = Vec::new();
+    for c in calls.iter().map(|c| c.1) {
+        let n = out.len();
+        if out.last() == Some(&c) {
+            continue;
+        }
+        if c == Announce && n >= 3 && out[n - 3..] == [Keepalive, Announce, Keepalive] {
+            out.pop();
+            continue;
+        }
+        out.push(c);
+    }
     out
 }
 
@@ -290,8 +343,9 @@ fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
 #[tokio::test(start_paused = true)]
 async fn release_path_table() {
     // The first term of every winning case: lease, campaign, win, checked,
-    // address added and announced.
-    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Announce];
+    // address added, and announced once a keepalive sent after the
+    // announcement fell due is acknowledged.
+    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Keepalive, Announce];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
@@ -339,17 +393,51 @@ async fn release_path_table() {
             cat(&[HOLD, RELEASE, FOLLOWER]),
         ),
         (
-            // Acks stop: the fence from the start (6 s - 1.2 s margin)
-            // passes at 4.8 s, after the keepalives at 2 s and 4 s; the
-            // next term after the pause.
-            "deadline passes",
+            // No acks at all: nothing is ever announced; the fence from
+            // the start (6 s - 1.2 s margin) passes at 4.8 s, after the
+            // keepalives at 2 s and 4 s; the next term after the pause.
+            "deadline passes, never announced",
             Script {
                 win: true,
                 acks_until: Some(Duration::ZERO),
                 ..Script::default()
             },
             6.5,
+            cat(&[&[Grant, Start, Confirm, Add, Keepalive], RELEASE, FOLLOWER]),
+        ),
+        (
+            "a request is answered after a keepalive sent after it is acknowledged",
+            Script {
+                win: true,
+                asked_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            1.5,
+            cat(&[HOLD, &[Keepalive, Answer], RELEASE]),
+        ),
+        (
+            // The keepalive at 2 s is acknowledged, the one the request
+            // at 3 s asks for is not: no answer; the fence (2 s + 4.8 s)
+            // passes at 6.8 s.
+            "a request after etcd went quiet is never answered",
+            Script {
+                win: true,
+                acks_until: Some(secs(2.5)),
+                asked_at: Some(secs(3.0)),
+                ..Script::default()
+            },
+            8.0,
             cat(&[HOLD, &[Keepalive], RELEASE, FOLLOWER]),
+        ),
+        (
+            "a pause of this node drops the VIP at once",
+            Script {
+                win: true,
+                paused_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            2.5,
+            cat(&[HOLD, RELEASE, FOLLOWER]),
         ),
         (
             // Noticed on the next keepalive tick (2 s); no new term while

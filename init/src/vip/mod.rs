@@ -24,7 +24,10 @@
 pub mod announce;
 mod election;
 pub mod fence;
+pub mod gate;
 pub mod ops;
+pub mod pause;
+pub mod responder;
 mod term;
 
 use std::fmt;

@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use std::path::Path;
+
 use super::announce::Announcer;
+use super::responder::{quiet_kernel, Asked, Listener};
 use crate::etcd::args::ClientTls;
 use crate::etcd::health;
 use crate::net::rtnl::{host_prefix, Rtnl};
@@ -37,12 +40,20 @@ impl OpError {
 pub trait LinkOps {
     /// Whether `link` is up with carrier; an error when it does not exist.
     async fn ready(&self, link: &str) -> Result<bool, OpError>;
-    /// Adds `ip` as a host address on `link` and gets ready to announce
-    /// it; returns the link's index, which survives a rename.
+    /// Takes `ip` for `link`: the address goes on `lo` (where the kernel
+    /// accepts its traffic but never answers for it on `link`,
+    /// `responder.rs`), and `link` gets ready to answer and announce;
+    /// returns the index of the link the address went on, which survives
+    /// a rename.
     async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError>;
     /// One announcement: gratuitous ARP in both forms, or an unsolicited
     /// neighbour advertisement.
     fn announce(&self, ip: IpAddr) -> Result<(), OpError>;
+    /// The next request for `ip` read on the link (pending while nothing
+    /// listens, before [`LinkOps::add`]).
+    async fn asked(&self) -> Result<Asked, OpError>;
+    /// Answers a request for `ip`: it is at this link's MAC.
+    fn answer(&self, ip: IpAddr, asked: &Asked) -> Result<(), OpError>;
     /// Removes `ip` from the link with index `index` (absent: success).
     async fn remove(&self, index: u32, ip: IpAddr) -> Result<(), OpError>;
     /// The index of every link that has `ip` now.
@@ -120,6 +131,8 @@ pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct RtnlLink {
     rtnl: Rtnl,
     announcer: std::sync::Mutex<Option<Announcer>>,
+    /// Only the election loop awaits it, one request at a time.
+    listener: tokio::sync::Mutex<Option<Listener>>,
 }
 
 impl RtnlLink {
@@ -127,6 +140,7 @@ impl RtnlLink {
         RtnlLink {
             rtnl,
             announcer: std::sync::Mutex::new(None),
+            listener: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -150,13 +164,46 @@ impl LinkOps for RtnlLink {
         let mac = l
             .mac
             .ok_or_else(|| OpError(format!("link {link} has no MAC address")))?;
+        // Before the address exists anywhere: without these the kernel
+        // would answer for it on its own.
+        quiet_kernel(Path::new("/proc/sys")).map_err(OpError::from)?;
+        let announcer = Announcer::open(&l.name, l.index, mac).map_err(OpError::from)?;
+        let listener = Listener::open(&l.name, l.index, ip).map_err(OpError::from)?;
+        let lo = self
+            .rtnl
+            .link("lo")
+            .await
+            .map_err(OpError::from)?
+            .ok_or_else(|| OpError("link lo does not exist".into()))?;
+        if !lo.up {
+            // The kernel drops the local routes of a link that is down:
+            // the VIP would answer ARP and then drop its traffic.
+            return Err(OpError(
+                "link lo is down: traffic for the VIP would be dropped".into(),
+            ));
+        }
         self.rtnl
-            .add_host_address(&l, ip)
+            .add_host_address(&lo, ip)
             .await
             .map_err(OpError::from)?;
-        let announcer = Announcer::open(&l.name, l.index, mac).map_err(OpError::from)?;
         *crate::lock(&self.announcer) = Some(announcer);
-        Ok(l.index)
+        *self.listener.lock().await = Some(listener);
+        Ok(lo.index)
+    }
+
+    async fn asked(&self) -> Result<Asked, OpError> {
+        let mut l = self.listener.lock().await;
+        match l.as_mut() {
+            Some(l) => l.next().await.map_err(OpError::from),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn answer(&self, ip: IpAddr, asked: &Asked) -> Result<(), OpError> {
+        match &*crate::lock(&self.announcer) {
+            Some(a) => a.answer(ip, asked).map_err(OpError::from),
+            None => Err(OpError("no announcing socket".into())),
+        }
     }
 
     fn announce(&self, ip: IpAddr) -> Result<(), OpError> {
@@ -168,6 +215,7 @@ impl LinkOps for RtnlLink {
 
     async fn remove(&self, index: u32, ip: IpAddr) -> Result<(), OpError> {
         crate::lock(&self.announcer).take();
+        self.listener.lock().await.take();
         self.rtnl
             .del_address_at(index, &format!("#{index}"), ip, host_prefix(ip))
             .await

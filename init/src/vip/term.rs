@@ -17,6 +17,7 @@ use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
 use super::election::{set, Inputs, Params, BURST_COUNT, BURST_GAP, REFRESH};
 use super::fence::{keepalive_interval, margin, Fence};
+use super::gate::{Gate, Item};
 use super::ops::{EtcdEvent, HeldKey, LinkOps, OpError, TermOps};
 use super::{secs, VipState};
 
@@ -57,6 +58,9 @@ pub(crate) enum Why {
     ObserveLost,
     /// Won, but the lease or the leadership did not check out.
     NotConfirmed,
+    /// This node was paused (its clock stood still): the lease may be
+    /// gone and another node may hold the VIP (`pause.rs`).
+    Paused,
     Failed(String),
 }
 
@@ -75,6 +79,7 @@ impl Why {
             Why::OtherHolder => "etcd shows another holder".into(),
             Why::ObserveLost => "lost the observe stream to etcd".into(),
             Why::NotConfirmed => "elected on a lease or key that is gone".into(),
+            Why::Paused => "this node was paused: the lease may have expired meanwhile".into(),
             Why::Failed(e) => e.clone(),
         }
     }
@@ -85,7 +90,7 @@ impl Why {
     fn lease_may_live(&self) -> bool {
         !matches!(
             self,
-            Why::Deadline | Why::LeaseExpired | Why::KeepaliveLost | Why::OtherHolder
+            Why::Deadline | Why::LeaseExpired | Why::KeepaliveLost | Why::OtherHolder | Why::Paused
         )
     }
 
@@ -140,8 +145,10 @@ pub(crate) struct Session<'a, L, T> {
     inputs: &'a mut Inputs,
     pub(crate) fence: Fence,
     granted: Duration,
-    /// Send times of keepalives not yet acknowledged, in order.
-    pending: VecDeque<Instant>,
+    /// Keepalives not yet acknowledged, in order: send time, gate number.
+    pending: VecDeque<(Instant, u64)>,
+    /// What waits to be sent for the VIP until etcd confirms the lease.
+    gate: Gate,
 }
 
 impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
@@ -162,25 +169,73 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
             fence: Fence::default(),
             granted,
             pending: VecDeque::new(),
+            gate: Gate::default(),
         }
     }
 
-    /// Handles a keepalive answer; Some(why) when it ends the term.
-    fn on_ack(&mut self, ttl: i64) -> Option<Why> {
+    /// Handles a keepalive answer: the reason when it ends the term, else
+    /// what it confirmed (`gate.rs`) and whether another keepalive must go.
+    fn on_ack(&mut self, ttl: i64) -> Result<(Vec<Item>, bool), Why> {
         if ttl <= 0 {
-            return Some(Why::LeaseExpired);
+            self.gate.clear();
+            return Err(Why::LeaseExpired);
         }
-        if let Some(sent) = self.pending.pop_front() {
-            self.fence
-                .ack(sent, Duration::from_secs(ttl.unsigned_abs()));
+        match self.pending.pop_front() {
+            Some((sent, seq)) => {
+                self.fence
+                    .ack(sent, Duration::from_secs(ttl.unsigned_abs()));
+                Ok(self.gate.acked(seq))
+            }
+            None => Ok((Vec::new(), false)),
         }
-        None
     }
 
-    async fn keep_alive(&mut self) {
+    /// Sends a keepalive; `on_demand` when the gate asked for it.
+    async fn keep_alive(&mut self, on_demand: bool) {
         let now = Instant::now();
         if self.t.keep_alive().await {
-            self.pending.push_back(now);
+            let seq = self.gate.sent(on_demand);
+            self.pending.push_back((now, seq));
+        }
+    }
+
+    /// Queues `item` until etcd confirms the lease after it.
+    async fn wait(&mut self, item: Item) {
+        if self.gate.wait(item) {
+            self.keep_alive(true).await;
+        }
+    }
+
+    /// Sends what a fresh acknowledgement confirmed, if the VIP is held
+    /// and the fence still holds (it was just moved forward).
+    fn release(&mut self, ready: Vec<Item>, won: &mut Option<Won>) {
+        let (p, link) = (self.p, self.link);
+        let Some(w) = won.as_mut().filter(|w| w.index.is_some()) else {
+            return;
+        };
+        if !self.fence.valid_at(Instant::now()) {
+            return;
+        }
+        for item in ready {
+            match item {
+                Item::Answer(a) => {
+                    if let Err(e) = link.answer(p.ip, &a) {
+                        log::warn!("vip {}: {e}", p.ip);
+                    }
+                }
+                Item::Announce => {
+                    if let Err(e) = link.announce(p.ip) {
+                        log::warn!("vip {}: {e}", p.ip);
+                    }
+                    w.announced += 1;
+                    let gap = if w.announced < BURST_COUNT {
+                        BURST_GAP
+                    } else {
+                        REFRESH
+                    };
+                    w.next_announce = Instant::now() + gap;
+                }
+            }
         }
     }
 
@@ -216,8 +271,14 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                 }
                 ev = self.events.recv() => match ev {
                     Some(EtcdEvent::Ack { ttl }) => match self.on_ack(ttl) {
-                        Some(why) => why,
-                        None => continue,
+                        Err(why) => why,
+                        Ok((ready, again)) => {
+                            self.release(ready, &mut won);
+                            if again {
+                                self.keep_alive(true).await;
+                            }
+                            continue;
+                        }
                     },
                     Some(EtcdEvent::KeepaliveLost) | None => Why::KeepaliveLost,
                     Some(EtcdEvent::ObserveLost) => Why::ObserveLost,
@@ -246,22 +307,32 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                         }
                     },
                 },
+                _ = changed(&mut self.inputs.paused) => {
+                    if won.is_none() {
+                        continue;
+                    }
+                    Why::Paused
+                }
                 _ = tick.tick() => {
-                    self.keep_alive().await;
+                    self.keep_alive(false).await;
                     if matches!(link.ready(&p.link).await, Ok(true)) {
                         continue;
                     }
                     Why::LinkDown
                 }
-                _ = sleep_until(announce_at), if holding => {
-                    if let Some(w) = &mut won {
-                        if let Err(e) = link.announce(p.ip) {
-                            log::warn!("vip {}: {e}", p.ip);
-                        }
-                        w.announced += 1;
-                        let gap = if w.announced < BURST_COUNT { BURST_GAP } else { REFRESH };
-                        w.next_announce = Instant::now() + gap;
+                asked = link.asked(), if holding => match asked {
+                    Ok(a) => {
+                        self.wait(Item::Answer(a)).await;
+                        continue;
                     }
+                    Err(e) => Why::Failed(format!("cannot read requests for it: {e}")),
+                },
+                _ = sleep_until(announce_at), if holding => {
+                    // Sent once etcd confirms the lease (`release`).
+                    if let Some(w) = &mut won {
+                        w.next_announce = far;
+                    }
+                    self.wait(Item::Announce).await;
                     continue;
                 }
             };
@@ -357,15 +428,15 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                 _ = sleep_until(deadline) => "the fencing deadline passed",
                 _ = self.inputs.stop.changed() => return Stuck::Stop,
                 ev = self.events.recv() => match ev {
-                    Some(EtcdEvent::Ack { ttl }) => match self.on_ack(ttl) {
-                        Some(_) => "the lease expired in etcd",
-                        None => continue,
+                        Some(EtcdEvent::Ack { ttl }) => match self.on_ack(ttl) {
+                        Err(_) => "the lease expired in etcd",
+                        Ok(_) => continue,
                     },
                     Some(EtcdEvent::KeepaliveLost) | None => "the keepalive stream was lost",
                     Some(_) => continue,
                 },
                 _ = tick.tick() => {
-                    self.keep_alive().await;
+                    self.keep_alive(false).await;
                     match remove_confirmed(link, p.ip, index).await {
                         Ok(()) => {
                             log::warn!("vip {}: the address is gone from {} at last", p.ip, p.link);
@@ -386,6 +457,13 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
             ));
             return Stuck::Halted;
         }
+    }
+}
+
+/// The next change of `rx`; never, once its sender is gone.
+async fn changed(rx: &mut watch::Receiver<u64>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
