@@ -8,10 +8,18 @@
 //! split at newlines into separate records. /dev/kmsg writes are
 //! rate-limited unless `printk_devkmsg=on` (kernel parameter or
 //! `/proc/sys/kernel/printk_devkmsg`), which boot sets before logging.
+//!
+//! A write to /dev/kmsg returns only once the console drivers have printed
+//! the record (a slow serial console makes that milliseconds per line), so
+//! the records go through a bounded queue to a writer thread: the caller
+//! never waits; when the queue is full, records are dropped and counted.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -55,28 +63,82 @@ fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Records waiting for the writer thread; beyond this they are dropped
+/// and counted. A serial console at 115200 baud writes ~11 KB/s, so a
+/// burst of logging can outrun it; the fence and the election must never
+/// wait for it (docs/ARCHITECTURE.md, "Rules a PID 1 keeps").
+pub const QUEUE: usize = 1024;
+/// How long [`Log::flush`] waits for the queue to drain (before reboot).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 enum Sink {
-    Kmsg(File),
+    Kmsg(Queue),
     Stderr,
+}
+
+/// The sending side of the writer thread's queue.
+struct Queue {
+    tx: SyncSender<Vec<u8>>,
+    /// Records dropped since the writer last said so.
+    dropped: Arc<AtomicU64>,
+    /// Records queued and not yet written.
+    pending: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Starts the writer thread for `file`. It never reads the environment,
+    /// so PID 1 may still set it (`keel.environment=`) afterwards.
+    fn start<W: Write + Send + 'static>(file: W) -> std::io::Result<Queue> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let pending = Arc::new(AtomicU64::new(0));
+        let (d, p) = (dropped.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("kmsg".into())
+            .spawn(move || write_loop(file, &rx, &d, &p))?;
+        Ok(Queue {
+            tx,
+            dropped,
+            pending,
+        })
+    }
+
+    fn push(&self, rec: Vec<u8>) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.try_send(rec).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer thread: one write(2) per record; after a record, says how
+/// many were dropped meanwhile, if any.
+fn write_loop(mut f: impl Write, rx: &Receiver<Vec<u8>>, dropped: &AtomicU64, pending: &AtomicU64) {
+    while let Ok(rec) = rx.recv() {
+        let _ = f.write_all(&rec);
+        pending.fetch_sub(1, Ordering::SeqCst);
+        let n = dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            let line = format!("{n} log lines dropped: the console could not keep up");
+            for rec in format_records("keel", Level::Warn, &line) {
+                let _ = f.write_all(&rec);
+            }
+        }
+    }
 }
 
 pub struct KmsgLogger {
     prefix: &'static str,
-    sink: Mutex<Sink>,
+    sink: Sink,
 }
 
 impl KmsgLogger {
     fn write(&self, level: Level, message: &str) {
-        let mut sink = match self.sink.lock() {
-            Ok(g) => g,
-            // A poisoned lock only means another thread panicked mid-write;
-            // the file handle is still fine.
-            Err(p) => p.into_inner(),
-        };
-        match &mut *sink {
-            Sink::Kmsg(f) => {
+        match &self.sink {
+            Sink::Kmsg(q) => {
                 for rec in format_records(self.prefix, level, message) {
-                    let _ = f.write_all(&rec);
+                    q.push(rec);
                 }
             }
             Sink::Stderr => {
@@ -102,20 +164,27 @@ impl Log for KmsgLogger {
         }
     }
 
-    fn flush(&self) {}
+    /// Waits (bounded) until the writer has written everything queued:
+    /// before reboot(2), so the last lines reach the console.
+    fn flush(&self) {
+        if let Sink::Kmsg(q) = &self.sink {
+            let end = Instant::now() + FLUSH_TIMEOUT;
+            while q.pending.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 /// Installs the logger: /dev/kmsg when it can be opened, stderr otherwise
 /// (the CLI run by an operator, or a broken /dev). Returns which sink won.
 pub fn init(prefix: &'static str, level: LevelFilter) -> &'static str {
-    let (sink, name) = match OpenOptions::new().write(true).open("/dev/kmsg") {
-        Ok(f) => (Sink::Kmsg(f), "/dev/kmsg"),
+    let opened = OpenOptions::new().write(true).open("/dev/kmsg");
+    let (sink, name) = match opened.and_then(Queue::start) {
+        Ok(q) => (Sink::Kmsg(q), "/dev/kmsg"),
         Err(_) => (Sink::Stderr, "stderr"),
     };
-    let logger = Box::leak(Box::new(KmsgLogger {
-        prefix,
-        sink: Mutex::new(sink),
-    }));
+    let logger = Box::leak(Box::new(KmsgLogger { prefix, sink }));
     // A second init (tests) keeps the first logger; that is fine.
     let _ = log::set_logger(logger);
     log::set_max_level(level);
@@ -168,5 +237,72 @@ mod tests {
         let rec = &format_records("keel", Level::Info, &msg)[0];
         assert!(rec.len() < 1024);
         assert!(String::from_utf8(rec.clone()).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A console that takes 1 ms per record.
+    #[derive(Clone, Default)]
+    struct Slow(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Slow {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(1));
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A console that cannot keep up: the caller never waits, the excess
+    /// is dropped and counted, and the count is written out afterwards.
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let out = Slow::default();
+        let q = Queue::start(out.clone()).unwrap();
+        let n = QUEUE * 4;
+        let start = Instant::now();
+        for i in 0..n {
+            q.push(format!("<6>keel: line {i}\n").into_bytes());
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "push waited for the console"
+        );
+        let logger = KmsgLogger {
+            prefix: "keel",
+            sink: Sink::Kmsg(q),
+        };
+        logger.flush();
+        let Sink::Kmsg(q) = &logger.sink else {
+            unreachable!()
+        };
+        assert_eq!(
+            q.pending.load(Ordering::SeqCst),
+            0,
+            "flush waits for the queue"
+        );
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let written = text.lines().filter(|l| l.contains(": line ")).count();
+        let said: u64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("<4>keel: "))
+            .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(
+            said > 0,
+            "nothing said about dropped lines: {written} written"
+        );
+        assert_eq!(
+            written as u64 + said + q.dropped.load(Ordering::SeqCst),
+            n as u64,
+            "every line written or counted as dropped"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! If PID 1 exits, the kernel panics with "Attempted to kill init!" and the
 //! machine hangs or reboots with nothing useful on the console. Instead the
 //! hook logs the panic to /dev/kmsg (bypassing the logger, whose lock may be
-//! held), syncs, and reboots or powers off as `keel.panic=` asks (default:
+//! held), takes the VIPs off (lo down), syncs (bounded), and reboots or powers off as `keel.panic=` asks (default:
 //! reboot, so an unattended server retries its boot). It never returns: with
 //! `panic = "abort"` returning would abort PID 1.
 
@@ -50,6 +50,28 @@ pub fn set_action(action: PanicAction) {
     MODE.store(v, Ordering::SeqCst);
 }
 
+/// How long the panic hook waits for sync(2): a disk that hangs must not
+/// keep a broken node on the network.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sync(2) in a thread, waited for at most `timeout` (sync itself cannot
+/// be interrupted).
+fn bounded_sync(timeout: std::time::Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        nix::unistd::sync();
+        let _ = tx.send(());
+    });
+    match spawned {
+        Ok(_) => {
+            if rx.recv_timeout(timeout).is_err() {
+                kmsg::emergency("sync did not finish in time; going on without it");
+            }
+        }
+        Err(_) => nix::unistd::sync(),
+    }
+}
+
 /// Installs the hook. Call first thing in PID 1.
 pub fn install() {
     std::panic::set_hook(Box::new(|info| {
@@ -63,10 +85,16 @@ pub fn install() {
             PanicAction::Reboot => "rebooting",
             PanicAction::PowerOff => "powering off",
         };
+        // The VIPs live on lo (vip/responder.rs): with lo down the kernel
+        // drops their traffic at once, before a sync that may take long.
+        if let Err(e) = crate::net::ethtool::set_down("lo") {
+            kmsg::emergency(&format!("cannot set lo down: {e}"));
+        }
         kmsg::emergency(&format!(
-            "syncing and {verb} (keel.panic= chooses reboot or poweroff)"
+            "syncing (at most {} s) and {verb} (keel.panic= chooses reboot or poweroff)",
+            SYNC_TIMEOUT.as_secs()
         ));
-        nix::unistd::sync();
+        bounded_sync(SYNC_TIMEOUT);
         super::power::final_reboot(action == PanicAction::PowerOff);
     }));
 }

@@ -13,6 +13,8 @@ pub fn final_reboot(power_off: bool) -> ! {
     } else {
         RebootMode::RB_AUTOBOOT
     };
+    // The last lines (queued for the kmsg writer) reach the console first.
+    log::logger().flush();
     // reboot(2) returns only on error.
     let Err(e) = reboot(mode);
     super::kmsg::emergency(&format!("reboot({mode:?}) failed: {e}; halting here"));

@@ -241,6 +241,7 @@ fn etcd(config: &Config, f: &mut Findings<'_>) {
     };
     let base = root().key("cluster").key("etcd");
     etcd_tls(config, etcd, &base, f);
+    extra_args(etcd, &base, f);
     if etcd.initial_cluster_token.is_empty() {
         f.error(
             &base.key("initialClusterToken"),
@@ -339,6 +340,26 @@ fn machine_ca(config: &Config, f: &mut Findings<'_>) {
         let name = format!("machine.acceptedCAs[{i}].crt");
         if let Err(e) = crate::x509::certificate_is_ca(ca.crt.pem(), &name) {
             f.error(&at, e.to_string());
+        }
+    }
+}
+
+/// `extraArgs` Keel refuses at boot (`etcd::args`), named here already.
+fn extra_args(etcd: &super::Etcd, base: &YamlPath, f: &mut Findings<'_>) {
+    use crate::etcd::args::{DENIED, UNSAFE};
+    for k in etcd.extra_args.keys() {
+        let flag = k.trim_start_matches('-');
+        let at = base.key("extraArgs").key(k);
+        if let Some((_, why)) = UNSAFE.iter().find(|(u, _)| *u == flag) {
+            f.error(
+                &at,
+                format!("cluster.etcd.extraArgs.{flag}: refused: {why}"),
+            );
+        } else if DENIED.contains(&flag) {
+            f.error(
+                &at,
+                format!("cluster.etcd.extraArgs.{flag}: Keel sets --{flag} itself, expected it not in extraArgs"),
+            );
         }
     }
 }

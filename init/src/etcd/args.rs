@@ -75,6 +75,13 @@ pub const DENIED: &[&str] = &[
     "peer-trusted-ca-file",
 ];
 
+/// Flags `extraArgs` may not set because they defeat the VIP's safety,
+/// with the reason the error gives.
+pub const UNSAFE: &[(&str, &str)] = &[(
+    "force-new-cluster",
+    "every start of etcd would make this node a cluster of one, which then elects itself VIP holder next to the real cluster's",
+)];
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ArgsError {
     #[error("cluster.etcd is not set, expected an etcd section on a control-plane node")]
@@ -127,6 +134,8 @@ pub enum ArgsError {
         "cluster.etcd.extraArgs.{name}: Keel sets --{name} itself, expected it not in extraArgs"
     )]
     DeniedExtraArg { name: String },
+    #[error("cluster.etcd.extraArgs.{name}: refused: {why}")]
+    UnsafeExtraArg { name: String, why: String },
     #[error(
         "cluster.etcd.extraArgs: {name:?} is not a flag name, expected letters, digits and `-`"
     )]
@@ -489,6 +498,12 @@ impl Plan {
             let flag = k.trim_start_matches('-');
             if flag.is_empty() || !flag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 return Err(ArgsError::BadExtraArg { name: k.clone() });
+            }
+            if let Some((_, why)) = UNSAFE.iter().find(|(f, _)| *f == flag) {
+                return Err(ArgsError::UnsafeExtraArg {
+                    name: flag.to_owned(),
+                    why: (*why).to_owned(),
+                });
             }
             if DENIED.contains(&flag) {
                 return Err(ArgsError::DeniedExtraArg {

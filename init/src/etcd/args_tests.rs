@@ -296,8 +296,6 @@ fn errors() {
             "cluster.etcd.server.key is not a usable private key"),
         ("peer key of another certificate", tls_yaml(&c.ca, (peer.0, &c.other_key), server), vec!["10.0.0.1"],
             "cluster.etcd.peer.key does not belong to the certificate in cluster.etcd.peer.crt"),
-        ("extra arg Keel owns", THREE.replace("  etcd:\n", "  etcd:\n    extraArgs:\n      data-dir: /tmp\n"), vec!["10.0.0.1"],
-            "cluster.etcd.extraArgs.data-dir: Keel sets --data-dir itself"),
         ("extra arg that is no flag", THREE.replace("  etcd:\n", "  etcd:\n    extraArgs:\n      \"a b\": x\n"), vec!["10.0.0.1"],
             "cluster.etcd.extraArgs: \"a b\" is not a flag name"),
         ("no etcd section", "machine:\n  type: controlplane\n".to_owned(), vec!["10.0.0.1"],
@@ -339,6 +337,22 @@ fn errors_behind_the_config_layer() {
     cfg.machine.network.hostname = None;
     let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
     assert_eq!(e, ArgsError::NoMemberName);
+
+    // extraArgs (keel validate names them too: config/tests/broken.rs).
+    let cases = [
+        ("data-dir", "Keel sets --data-dir itself"),
+        (
+            "--force-new-cluster",
+            "refused: every start of etcd would make this node a cluster of one",
+        ),
+    ];
+    for (flag, want) in cases {
+        let mut cfg = crate::config::parse(THREE).unwrap().config;
+        let etcd = cfg.cluster.etcd.as_mut().unwrap();
+        etcd.extra_args.insert(flag.to_owned(), "true".to_owned());
+        let e = Plan::from_config(&cfg, &rt(&["10.0.0.1"])).unwrap_err();
+        assert!(e.to_string().contains(want), "{flag}: {e}");
+    }
 }
 
 #[test]

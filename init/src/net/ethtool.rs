@@ -164,6 +164,38 @@ fn perm_addr_from_reply(size: u32, data: &[u8]) -> Option<[u8; 6]> {
     (mac != [0; 6]).then_some(mac)
 }
 
+/// `SIOCGIFFLAGS`, `SIOCSIFFLAGS` from `<linux/sockios.h>`.
+const SIOCGIFFLAGS: libc::Ioctl = 0x8913;
+const SIOCSIFFLAGS: libc::Ioctl = 0x8914;
+
+/// Sets link `ifname` down with two ioctls (netdevice(7)): synchronous
+/// and allocation-free, for the panic hook, where no async runtime runs.
+pub fn set_down(ifname: &str) -> io::Result<()> {
+    let name = ifr_name(ifname).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let sock = open_socket()?;
+    let mut ifr = libc::ifreq {
+        ifr_name: name,
+        ifr_ifru: libc::__c_anonymous_ifr_ifru { ifru_flags: 0 },
+    };
+    // SAFETY: `sock` is open for both calls; `ifr` is a live, properly laid
+    // out `struct ifreq` with a NUL-terminated name, which the kernel
+    // copies in and (SIOCGIFFLAGS) writes the flags back into.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, &raw mut ifr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, the union member read.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    // IFF_UP is 1; the flags are a C short.
+    ifr.ifr_ifru.ifru_flags = flags & !1;
+    // SAFETY: as above; SIOCSIFFLAGS only reads `ifr`.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS, &raw mut ifr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The name as `ifr_name`: at most IFNAMSIZ - 1 bytes, NUL padded.
 fn ifr_name(ifname: &str) -> Option<[libc::c_char; IFNAMSIZ]> {
     let bytes = ifname.as_bytes();

@@ -70,6 +70,12 @@ struct Script {
     asked_at: Option<Duration>,
     /// The pause watchdog fires then.
     paused_at: Option<Duration>,
+    /// The Leader round trip after a win takes this long.
+    confirm_delay: Option<Duration>,
+    /// Adding the address fails.
+    add_fails: bool,
+    /// Every term's campaign wins, not only the first.
+    win_always: bool,
 }
 
 struct FakeLink {
@@ -94,8 +100,11 @@ impl LinkOps for FakeLink {
             .is_none_or(|t| self.start.elapsed() < t))
     }
     async fn add(&self, _link: &str, _ip: IpAddr) -> Result<u32, OpError> {
-        self.log.borrow_mut().has_address = true;
         record(&self.log, Add);
+        if self.script.add_fails {
+            return Err(OpError("no such link".into()));
+        }
+        self.log.borrow_mut().has_address = true;
         Ok(INDEX)
     }
     fn announce(&self, _ip: IpAddr) -> Result<(), OpError> {
@@ -187,7 +196,7 @@ impl TermOps for FakeTerm {
         // The script plays in the first term only; later terms are
         // healthy followers.
         let (s, start, first) = (self.script, self.start, self.first);
-        let win = first && s.win;
+        let win = (first || s.win_always) && s.win;
         let at = move |t: Duration| sleep((start + t).saturating_duration_since(Instant::now()));
         tokio::spawn(async move {
             if win {
@@ -241,6 +250,9 @@ impl TermOps for FakeTerm {
     }
     async fn confirm(&mut self, _key: &HeldKey) -> bool {
         record(&self.log, Confirm);
+        if let Some(d) = self.script.confirm_delay {
+            sleep(d).await;
+        }
         true
     }
     async fn resign(&mut self, _key: &HeldKey) {
@@ -564,4 +576,48 @@ async fn address_that_never_goes_keeps_the_lease() {
             }
         }
     }
+}
+
+/// Defects mended on the way to the address: the fence is checked again
+/// right before the address goes on (after the Leader round trip), and a
+/// term that failed (the address could not be added) is followed by a
+/// pause, so a node that keeps failing does not flood etcd with grants.
+#[tokio::test(start_paused = true)]
+async fn checks_before_the_address_and_pauses_after_failures() {
+    // The Leader answer comes after the fence (6 s - 1.2 s) has passed:
+    // never added; resigned and revoked; the next term after the pause.
+    let slow = Script {
+        win: true,
+        confirm_delay: Some(secs(5.0)),
+        ..Script::default()
+    };
+    let calls = run(slow, secs(7.0)).await;
+    assert_eq!(
+        folded(&calls),
+        vec![Grant, Start, Confirm, Resign, Revoke, Grant, Start, Revoke],
+        "slow confirm"
+    );
+
+    let failing = Script {
+        win: true,
+        win_always: true,
+        add_fails: true,
+        ..Script::default()
+    };
+    let calls = run(failing, secs(10.0)).await;
+    let grants: Vec<Instant> = calls.iter().filter(|c| c.1 == Grant).map(|c| c.0).collect();
+    assert!(grants.len() >= 3, "{:?}", folded(&calls));
+    for w in grants.windows(2) {
+        assert!(
+            w[1] - w[0] >= RETRY,
+            "grants {:?} apart: {:?}",
+            w[1] - w[0],
+            folded(&calls)
+        );
+    }
+    assert!(grants.len() <= 11, "{} grants in 10 s", grants.len());
+    assert!(
+        !folded(&calls).contains(&Announce),
+        "announced an address it could not add"
+    );
 }

@@ -104,6 +104,10 @@ const CASES: &[Case] = &[
         "cluster.etcd.initialCluster", 5, 7, "`a` (from cluster.etcd.memberName) is not in initialCluster"),
     ("no member name", "cluster:\n  etcd:\n    initialCluster:\n      b: https://10.0.0.2:2380\n    allowInsecure: true\n",
         "cluster.etcd.initialCluster", 4, 7, "expected cluster.etcd.memberName or machine.network.hostname"),
+    ("force-new-cluster", "cluster:\n  etcd:\n    allowInsecure: true\n    extraArgs:\n      force-new-cluster: \"true\"\n",
+        "cluster.etcd.extraArgs.force-new-cluster", 5, 26, "refused: every start of etcd would make this node a cluster of one"),
+    ("extraArgs Keel owns", "cluster:\n  etcd:\n    allowInsecure: true\n    extraArgs:\n      --data-dir: /tmp\n",
+        "cluster.etcd.extraArgs.--data-dir", 5, 19, "Keel sets --data-dir itself"),
     ("env name", "machine:\n  env:\n    \"A=B\": 1\n", "machine.env.A=B", 3, 12, "invalid environment variable \"A=B\""),
     ("empty document", "# nothing here\n", "(document)", 0, 0, "empty document, expected a Talos v1alpha1 machine config"),
 ];
