@@ -11,7 +11,7 @@ INIT := target/$(MUSL)/release/keel
 TOOLS := cargo run -q --profile tools
 ARTIFACTS := $(BUILD)/vmlinux $(BUILD)/initramfs.cpio $(BUILD)/initramfs.cpio.zst
 
-.PHONY: run run-one test deps fresh-check init image lint bench bench-net bench-failover bench-run clean
+.PHONY: run run-one test deps fresh-check init image lint bench bench-net bench-failover bench-run bench-faults clean
 
 ## make run: build everything and boot a control plane of NODES nodes with
 ## a VIP (examples/cluster.yaml.tmpl), with a live status view; commands on
@@ -79,6 +79,13 @@ bench-failover: deps init
 bench-run: deps image
 	$(TOOLS) -p keel-image -- --floor --cache $(CACHE) --out $(BUILD)
 	$(TOOLS) -p keel-cluster --bin keel-bench-run -- --build $(BUILD) $(BENCH_ARGS)
+
+## make bench-faults: the VIP under faults on its holder in QEMU (graceful,
+## crash, freeze 12 s and 1.5 s, partition, link down; BENCH_ARGS='--rounds N
+## --kinds a,b'), an observer probing every 50 ms: failover per kind, two
+## MACs claiming at once, needless moves.
+bench-faults: deps image
+	$(TOOLS) -p keel-cluster --bin keel-bench-faults -- --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)/run target

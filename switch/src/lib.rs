@@ -85,5 +85,6 @@ pub use frame::{
 };
 pub use probe::{Segment, WhoHas};
 pub use switch::{
-    PortStats, Stats, Switch, SwitchOptions, HOST_MAC, MAC_AGING, MAX_FRAME, SUBSCRIBER_QUEUE,
+    Injector, PortStats, Stats, Switch, SwitchOptions, HOST_MAC, MAC_AGING, MAX_FRAME,
+    SUBSCRIBER_QUEUE,
 };

@@ -114,6 +114,17 @@ pub struct Switch {
 }
 
 /// What the forwarding thread, the control server and the handle share.
+/// See [`Switch::injector`].
+#[derive(Clone)]
+pub struct Injector(Arc<Inner>);
+
+impl Injector {
+    /// As [`Switch::inject`].
+    pub fn inject(&self, frame: &[u8]) -> Result<(), SwitchError> {
+        self.0.inject(frame)
+    }
+}
+
 pub(crate) struct Inner {
     dir: PathBuf,
     port_paths: Vec<PathBuf>,
@@ -135,6 +146,9 @@ struct State {
     max_bytes: usize,
     subscribers: Vec<SyncSender<Frame>>,
     stats: Stats,
+    /// VM ports cut off from every other VM port (not from the host port:
+    /// an observer there still sees and reaches both sides).
+    isolated: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,6 +236,7 @@ impl Switch {
                 history: VecDeque::new(),
                 history_bytes: 0,
                 subscribers: Vec::new(),
+                isolated: vec![false; ports],
                 stats: Stats {
                     ports: vec![PortStats::default(); ports],
                     ..Stats::default()
@@ -318,6 +333,12 @@ impl Switch {
         }
     }
 
+    /// A handle that injects frames from another thread while the switch
+    /// is borrowed elsewhere (an observer probing on a timer).
+    pub fn injector(&self) -> Injector {
+        Injector(self.inner.clone())
+    }
+
     /// Sends `frame` (Ethernet header onwards) into the switch as if from a
     /// host port: it is recorded with port [`Switch::host_port`], its
     /// source MAC is learned there, and it goes where a VM's frame would
@@ -335,6 +356,15 @@ impl Switch {
     /// Frames recorded at or after `since`.
     pub fn frames_since(&self, since: Instant) -> Vec<Frame> {
         self.inner.frames_since(since)
+    }
+
+    /// Cuts VM `port` off from every other VM port (`true`) or joins it
+    /// again: a partition of one node from its peers that an observer on
+    /// the host port still sees from both sides.
+    pub fn isolate(&self, port: usize, isolated: bool) -> Result<(), SwitchError> {
+        self.inner.check_port(port)?;
+        self.inner.lock().isolated[port] = isolated;
+        Ok(())
     }
 
     /// Empties the history.
@@ -603,17 +633,29 @@ impl State {
             .filter(|l| !dst.is_multicast() && now.duration_since(l.at) < MAC_AGING)
             .map(|l| l.port);
         let frame: Arc<[u8]> = Arc::from(bytes);
+        // A partition: frames between an isolated VM port and any other VM
+        // port are dropped; the host port (`ingress == ports`) reaches all.
+        let cut = |s: &State, p: usize| {
+            ingress < ports && p != ingress && (s.is_isolated(ingress) || s.is_isolated(p))
+        };
         match learned {
             // Known unicast: only to its port; nothing if it is where the
             // frame came from, or the host (already recorded).
-            Some(p) if p != ingress && p < ports => self.send(p, frame),
+            Some(p) if p != ingress && p < ports && !cut(self, p) => self.send(p, frame),
             Some(_) => {}
             None => {
-                for p in (0..ports).filter(|&p| p != ingress) {
+                let to: Vec<usize> = (0..ports)
+                    .filter(|&p| p != ingress && !cut(self, p))
+                    .collect();
+                for p in to {
                     self.send(p, frame.clone());
                 }
             }
         }
+    }
+
+    fn is_isolated(&self, port: usize) -> bool {
+        self.isolated.get(port).copied().unwrap_or(false)
     }
 
     fn learn(&mut self, src: MacAddr, port: usize, now: Instant) {

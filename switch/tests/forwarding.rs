@@ -323,3 +323,36 @@ fn netdev_names_both_paths() {
     let nic = keel_qemu::Nic::dgram_unix("n0", switch.vm_path(0), switch.port_path(0));
     assert_eq!(nic.netdev, switch.netdev("n0", 0));
 }
+
+/// A partition: an isolated port neither sends to nor hears the other VM
+/// ports, while the host port still sees it and reaches it; joined again,
+/// it forwards as before.
+#[test]
+fn an_isolated_port_reaches_only_the_host() {
+    let (_dir, switch, [vm0, vm1, vm2]) = three_vms();
+    switch.isolate(0, true).unwrap();
+    let from0 = eth(MacAddr::BROADCAST, MAC0, b"from the cut-off side");
+    let since = Instant::now();
+    vm0.send(&from0);
+    let from1 = eth(MacAddr::BROADCAST, MAC1, b"from the majority");
+    vm1.send(&from1);
+    assert_eq!(vm2.expect(), from1);
+    vm1.expect_nothing();
+    vm2.expect_nothing();
+    vm0.expect_nothing();
+    eventually("both recorded", || switch.frames_since(since).len() == 2);
+    let probe = arp_probe(
+        Ipv4Addr::new(10, 5, 0, 100),
+        HOST_MAC,
+        Ipv4Addr::UNSPECIFIED,
+    );
+    switch.inject(&probe).unwrap();
+    assert_eq!(vm0.expect(), probe, "the host reaches the isolated port");
+    assert_eq!(vm1.expect(), probe);
+    assert_eq!(vm2.expect(), probe);
+    switch.isolate(0, false).unwrap();
+    vm0.send(&from0);
+    assert_eq!(vm1.expect(), from0);
+    assert_eq!(vm2.expect(), from0);
+    assert!(switch.isolate(7, true).is_err());
+}

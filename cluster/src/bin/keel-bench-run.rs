@@ -5,7 +5,12 @@
 //! 1 adds the VIP as soon as its etcd member is healthy.
 //!
 //! usage: keel-bench-run [--build DIR] [--rounds N] [--nodes N] [--vip IP]
-//!                       [--accel auto|tcg|kvm] [--memory MIB]
+//!                       [--accel auto|tcg|kvm] [--memory MIB] [--template FILE]
+//!
+//! `--template` is passed to `make run` (default: its own,
+//! examples/cluster.yaml.tmpl: the cluster forms by a bootstrap request;
+//! examples/cluster-static.yaml.tmpl: from a static member list). The
+//! floor always starts its static cluster.
 //!
 //! Each round runs Keel, then the floor, one cluster at a time (three VMs
 //! under TCG saturate two cores). Keel's side is the real `make run
@@ -24,7 +29,7 @@ use keel_cluster::{Cluster, Image, Options, Topology};
 use keel_qemu::Accel;
 
 const USAGE: &str = "usage: keel-bench-run [--build DIR] [--rounds N] [--nodes N] [--vip IP]
-                      [--accel auto|tcg|kvm] [--memory MIB]";
+                      [--accel auto|tcg|kvm] [--memory MIB] [--template FILE]";
 
 struct Args {
     build: PathBuf,
@@ -33,6 +38,7 @@ struct Args {
     vip: Ipv4Addr,
     accel: Accel,
     memory: u32,
+    template: Option<PathBuf>,
 }
 
 /// One run's milestones, from its start.
@@ -62,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
         vip: Ipv4Addr::new(10, 5, 0, 100),
         accel: Accel::Auto,
         memory: 512,
+        template: None,
     };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next()? {
@@ -72,6 +79,7 @@ fn parse_args() -> anyhow::Result<Args> {
             Long("vip") => a.vip = p.value()?.parse()?,
             Long("accel") => a.accel = p.value()?.parse()?,
             Long("memory") => a.memory = p.value()?.parse()?,
+            Long("template") => a.template = Some(p.value()?.into()),
             Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -158,12 +166,15 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 /// waits for etcd and the VIP, moves the VIP once and powers all off).
 /// Times are taken when its lines arrive.
 fn keel_round(args: &Args, dir: &Path) -> anyhow::Result<Times> {
-    let run_args = format!(
+    let mut run_args = format!(
         "--check --dir {} --accel {} --memory {}",
         dir.display(),
         args.accel,
         args.memory
     );
+    if let Some(t) = &args.template {
+        run_args += &format!(" --template {}", t.display());
+    }
     let t0 = Instant::now();
     let mut make = Command::new("make");
     // `cargo run` (how make starts this bench) sets CARGO_PKG_NAME,
