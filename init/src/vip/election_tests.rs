@@ -22,6 +22,8 @@ enum Call {
     Start,
     Keepalive,
     Confirm,
+    /// A linearizable read of the key for the gate.
+    Check,
     Add,
     Announce,
     /// An ARP reply to a request.
@@ -255,6 +257,19 @@ impl TermOps for FakeTerm {
         }
         true
     }
+    fn check(&mut self, _key: &HeldKey, round: u64) {
+        record(&self.log, Check);
+        // etcd answers while it acknowledges keepalives; after that the
+        // read does not complete.
+        let alive = self
+            .script
+            .acks_until
+            .is_none_or(|t| self.start.elapsed() < t)
+            .then_some(true);
+        if let Some(tx) = &self.events {
+            let _ = tx.try_send(EtcdEvent::Checked { round, alive });
+        }
+    }
     async fn resign(&mut self, _key: &HeldKey) {
         record(&self.log, Resign);
     }
@@ -317,9 +332,9 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
     calls
 }
 
-/// The calls with consecutive repeats folded, and repeated gated
-/// announcements (each a keepalive, then the announcement once it is
-/// acknowledged) folded into one.
+/// The calls with consecutive repeats folded, and repeated pairs (a gated
+/// announcement: a check, then the announcement once it confirms) folded
+/// into one.
 fn folded(calls: &[(Instant, Call, bool)]) -> Vec<Call> {
     let mut out: Vec<Call> = Vec::new();
     for c in calls.iter().map(|c| c.1) {
@@ -327,7 +342,13 @@ fn folded(calls: &[(Instant, Call, bool)]) -> Vec<Call> {
         if out.last() == Some(&c) {
             continue;
         }
-        if c == Announce && n >= 3 && out[n - 3..] == [Keepalive, Announce, Keepalive] {
+        let periodic = |x: &Call| matches!(x, Check | Announce | Keepalive);
+        if n >= 3
+            && out[n - 2] == c
+            && out[n - 1] == out[n - 3]
+            && periodic(&c)
+            && periodic(&out[n - 1])
+        {
             out.pop();
             continue;
         }
@@ -355,9 +376,9 @@ fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
 #[tokio::test(start_paused = true)]
 async fn release_path_table() {
     // The first term of every winning case: lease, campaign, win, checked,
-    // address added, and announced once a keepalive sent after the
-    // announcement fell due is acknowledged.
-    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Keepalive, Announce];
+    // address added, and announced once a check started after the
+    // announcement fell due confirms the lease.
+    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Check, Announce];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
@@ -405,9 +426,10 @@ async fn release_path_table() {
             cat(&[HOLD, RELEASE, FOLLOWER]),
         ),
         (
-            // No acks at all: nothing is ever announced; the fence from
-            // the start (6 s - 1.2 s margin) passes at 4.8 s, after the
-            // keepalives at 2 s and 4 s; the next term after the pause.
+            // etcd answers nothing: nothing is ever announced (the checks
+            // at 0, 2 and 4 s do not complete); the fence from the start
+            // (6 s - 1.2 s margin) passes at 4.8 s; the next term after
+            // the pause.
             "deadline passes, never announced",
             Script {
                 win: true,
@@ -415,22 +437,27 @@ async fn release_path_table() {
                 ..Script::default()
             },
             6.5,
-            cat(&[&[Grant, Start, Confirm, Add, Keepalive], RELEASE, FOLLOWER]),
+            cat(&[
+                &[Grant, Start, Confirm, Add, Check, Keepalive, Check],
+                RELEASE,
+                FOLLOWER,
+            ]),
         ),
         (
-            "a request is answered after a keepalive sent after it is acknowledged",
+            "a request is answered after a check started after it",
             Script {
                 win: true,
                 asked_at: Some(secs(1.0)),
                 ..Script::default()
             },
             1.5,
-            cat(&[HOLD, &[Keepalive, Answer], RELEASE]),
+            cat(&[HOLD, &[Check, Answer], RELEASE]),
         ),
         (
-            // The keepalive at 2 s is acknowledged, the one the request
-            // at 3 s asks for is not: no answer; the fence (2 s + 4.8 s)
-            // passes at 6.8 s.
+            // The keepalive at 2 s is acknowledged; the check the request
+            // at 3 s starts, and those retried on the ticks at 4 and 6 s,
+            // do not complete: no answer; the fence (2 s + 4.8 s) passes
+            // at 6.8 s.
             "a request after etcd went quiet is never answered",
             Script {
                 win: true,
@@ -439,7 +466,7 @@ async fn release_path_table() {
                 ..Script::default()
             },
             8.0,
-            cat(&[HOLD, &[Keepalive], RELEASE, FOLLOWER]),
+            cat(&[HOLD, &[Keepalive, Check], RELEASE, FOLLOWER]),
         ),
         (
             "a pause of this node drops the VIP at once",

@@ -1,26 +1,29 @@
 //! Nothing leaves for the VIP without a fresh confirmation of the lease.
 //!
 //! Every answer to a request for the VIP, and every announcement, waits
-//! for the acknowledgement (TTL > 0) of a keepalive that was *sent after*
-//! it was asked for: the request read from the socket, the announcement
-//! falling due. etcd 3.5.13+ renews a lease only on a leader that has
-//! confirmed its leadership (`ensureLeadership`, etcd PR 17425), so such
-//! an acknowledgement says that the lease was alive in the cluster after
-//! the question was asked. A node resumed from a pause (its clock stood
-//! still, the fence ran late) has only acknowledgements from before the
-//! pause: everything it reads afterwards waits for a new round trip,
-//! which a lost lease fails.
+//! for a *check* that was started after it was asked for (the request
+//! read from the socket, the announcement falling due): a linearizable
+//! read in which this node's campaign key still exists with its lease
+//! (`TermOps::check`). A linearizable read is served only once the member
+//! has confirmed with a quorum who leads, so the key existed in the
+//! cluster after the question was asked, and while it exists no other
+//! node's campaign can win. A keepalive acknowledgement is not used for
+//! this: etcd 3.5.16 renews a lease on a leader that ticked recently
+//! without checking its leadership (PR 18439), which is exactly what a
+//! leader resumed from a pause looks like, and its lessor, paused with
+//! it, still counts the lease as alive (measured: the QEMU freeze test
+//! failed that way). A node resumed from a pause therefore answers
+//! nothing it read after the pause until a new check succeeds, which a
+//! lost lease fails.
 //!
-//! Order is by sequence number, not by time: each keepalive gets the next
-//! number when it is sent, each item needs the number of the first
-//! keepalive not yet sent when it arrived. This holds under any clock,
-//! paused or not.
+//! Order is by round number, not by time: each check gets the next number
+//! when it starts, each item needs the number of the first check not yet
+//! started when it arrived. This holds under any clock, paused or not.
 //!
-//! An item that arrives with no on-demand keepalive in flight asks for
-//! one at once (one etcd round trip, not the next TTL/3 tick); while one
-//! is in flight, later items wait for it and one more keepalive follows
-//! its acknowledgement. So a flood of requests costs etcd at most one
-//! keepalive per round trip, and the list of waiting items is bounded.
+//! An item that arrives with no check in flight starts one at once (one
+//! etcd round trip); while one is in flight, later items wait for it and
+//! one more check follows its answer. So a flood of requests costs etcd at
+//! most one read per round trip, and the list of waiting items is bounded.
 
 use std::collections::VecDeque;
 
@@ -39,18 +42,18 @@ pub enum Item {
 
 #[derive(Debug, Default)]
 pub struct Gate {
-    /// The number the next keepalive sent gets.
+    /// The number the next check started gets.
     next_seq: u64,
-    /// The on-demand keepalive in flight, if any.
+    /// The check in flight, if any.
     on_demand: Option<u64>,
-    /// Items in arrival order with the keepalive number each needs.
+    /// Items in arrival order with the check number each needs.
     waiting: VecDeque<(u64, Item)>,
     /// Items dropped because too many waited.
     pub dropped: u64,
 }
 
 impl Gate {
-    /// A keepalive was sent: its number. `on_demand` when it was sent
+    /// A check was started: its number. `on_demand` when it was started
     /// because [`Gate::wait`] or [`Gate::acked`] asked for it.
     pub fn sent(&mut self, on_demand: bool) -> u64 {
         let seq = self.next_seq;
@@ -61,8 +64,7 @@ impl Gate {
         seq
     }
 
-    /// `item` waits for confirmation; true when a keepalive must be sent
-    /// now (on demand). An announcement already waiting is not queued
+    /// `item` waits for confirmation; true when a check must start now. An announcement already waiting is not queued
     /// twice.
     pub fn wait(&mut self, item: Item) -> bool {
         let dup = item == Item::Announce && self.waiting.iter().any(|(_, i)| *i == Item::Announce);
@@ -76,9 +78,9 @@ impl Gate {
         self.on_demand.is_none()
     }
 
-    /// Keepalive `seq` was acknowledged with TTL > 0: the items it
-    /// confirms, in arrival order, and whether another keepalive must be
-    /// sent now for items that arrived after it was sent.
+    /// Check `seq` found the lease alive: the items it confirms, in
+    /// arrival order, and whether another check must start now for items
+    /// that arrived after it started.
     pub fn acked(&mut self, seq: u64) -> (Vec<Item>, bool) {
         let mut ready = Vec::new();
         while let Some((needs, item)) = self.waiting.front().copied() {
@@ -94,6 +96,20 @@ impl Gate {
         }
         let again = self.on_demand.is_none() && !self.waiting.is_empty();
         (ready, again)
+    }
+
+    /// Check `seq` did not complete: its items keep waiting for a later
+    /// one.
+    pub fn failed(&mut self, seq: u64) {
+        if self.on_demand == Some(seq) {
+            self.on_demand = None;
+        }
+    }
+
+    /// Whether items wait with no check in flight (a failed one): the
+    /// caller starts one on its next tick.
+    pub fn stalled(&self) -> bool {
+        self.on_demand.is_none() && !self.waiting.is_empty()
     }
 
     /// Forgets everything waiting (the term is over: nothing more may be
@@ -119,11 +135,11 @@ mod tests {
 
     /// Steps on one gate and what each must give.
     enum Step {
-        /// An item arrives; whether a keepalive must go at once.
+        /// An item arrives; whether a check must start at once.
         Wait(Item, bool),
-        /// A keepalive is sent (on demand or not); its number.
+        /// A check starts (on demand or not); its number.
         Sent(bool, u64),
-        /// Keepalive n acknowledged: items released, another wanted.
+        /// Check n found the lease alive: items released, another wanted.
         Acked(u64, usize, bool),
     }
     use Step::*;
@@ -132,7 +148,7 @@ mod tests {
     fn table() {
         let cases: Vec<(&str, Vec<Step>)> = vec![
             (
-                "an acknowledgement of a keepalive sent before the request confirms nothing",
+                "a check started before the request confirms nothing",
                 vec![
                     Sent(false, 0),
                     Wait(ASK, true),
@@ -142,15 +158,15 @@ mod tests {
                 ],
             ),
             (
-                "a request waits for the on-demand keepalive sent after it",
+                "a request waits for the check started after it",
                 vec![Wait(ASK, true), Sent(true, 0), Acked(0, 1, false)],
             ),
             (
-                "a periodic keepalive sent after the request confirms it too",
+                "any check started after the request confirms it",
                 vec![Wait(ASK, true), Sent(false, 0), Acked(0, 1, false)],
             ),
             (
-                "requests during an on-demand round trip: one more keepalive after it",
+                "requests during a check: one more check after it",
                 vec![
                     Wait(ASK, true),
                     Sent(true, 0),
@@ -171,7 +187,7 @@ mod tests {
                 ],
             ),
             (
-                "acknowledgements out of the gate's order release only what they confirm",
+                "answers out of order release only what they confirm",
                 vec![
                     Wait(ASK, true),
                     Sent(true, 0),
@@ -197,6 +213,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_failed_check_leaves_items_waiting() {
+        let mut g = Gate::default();
+        assert!(g.wait(ASK));
+        let s = g.sent(true);
+        g.failed(s);
+        assert!(g.stalled());
+        let s = g.sent(true);
+        assert!(!g.stalled());
+        assert_eq!(g.acked(s).0.len(), 1);
+        assert!(!g.stalled());
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub enum EtcdEvent {
     Leader { key: Vec<u8>, value: String },
     /// The observe stream ended or failed.
     ObserveLost,
+    /// The answer to [`TermOps::check`] `round`: whether this node's key
+    /// still exists with its lease in a linearizable read (None: the read
+    /// did not complete).
+    Checked { round: u64, alive: Option<bool> },
 }
 
 /// One term's session with etcd: a lease, its keepalives and a campaign.
@@ -107,6 +111,10 @@ pub trait TermOps {
     async fn keep_alive(&mut self) -> bool;
     /// Whether `key` is the election's leader now (etcd's `Leader`).
     async fn confirm(&mut self, key: &HeldKey) -> bool;
+    /// Starts a linearizable read of `key` (in the background; the answer
+    /// comes on `events` as [`EtcdEvent::Checked`] with `round`): the
+    /// confirmation the gate waits for (`gate.rs`).
+    fn check(&mut self, key: &HeldKey, round: u64);
     /// Resigns `key` (best effort, bounded).
     async fn resign(&mut self, key: &HeldKey);
     /// Revokes the lease (best effort, bounded).
@@ -125,6 +133,10 @@ pub trait EtcdOps {
 /// Resign and revoke are best effort on this deadline: the address is
 /// already gone, and a lease not revoked expires by itself.
 pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a gate check may take before it counts as not done (the
+/// waiting answers then wait for the next one).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The real link side: rtnetlink for the address, a packet socket for the
 /// announcements.
@@ -264,6 +276,7 @@ impl EtcdOps for EtcdClient {
             lease: 0,
             keeper: None,
             tasks: Vec::new(),
+            events: None,
         })
     }
 }
@@ -276,9 +289,11 @@ pub struct EtcdTerm {
     ttl: Duration,
     lease: i64,
     keeper: Option<etcd_client::LeaseKeeper>,
-    /// The keepalive reader, the observer and the campaign: dropped with
-    /// the term.
+    /// The keepalive reader, the observer, the campaign and the checks:
+    /// dropped with the term.
     tasks: Vec<JoinHandle<()>>,
+    /// Where the checks answer.
+    events: Option<mpsc::Sender<EtcdEvent>>,
 }
 
 impl Drop for EtcdTerm {
@@ -368,6 +383,7 @@ impl TermOps for EtcdTerm {
         )
         .await?;
         self.keeper = Some(keeper);
+        self.events = Some(events.clone());
         let tx = events.clone();
         self.tasks.push(tokio::spawn(async move {
             loop {
@@ -442,6 +458,30 @@ impl TermOps for EtcdTerm {
             Ok(r) => r.kv().is_some_and(|kv| kv.key() == key.key.as_slice()),
             Err(_) => false,
         }
+    }
+
+    fn check(&mut self, key: &HeldKey, round: u64) {
+        let Some(tx) = self.events.clone() else {
+            return;
+        };
+        // A linearizable Get (etcd's default) is served only after the
+        // member confirmed with a quorum that it is, or follows, the
+        // current leader (ReadIndex). A keepalive acknowledgement is not
+        // enough: etcd 3.5.16 skips the leadership check on lease renewal
+        // when the member ticked in the last 3 ticks (`isActive`, PR
+        // 18439), which a leader resumed from a pause always has, and its
+        // lessor, paused too, still counts the lease as alive.
+        let (mut client, held) = (self.client.clone(), key.clone());
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(async move {
+            let read = within("get", CHECK_TIMEOUT, client.get(held.key.clone(), None)).await;
+            let alive = read.ok().map(|r| {
+                r.kvs()
+                    .iter()
+                    .any(|kv| kv.lease() == held.lease && kv.create_revision() == held.rev)
+            });
+            let _ = tx.send(EtcdEvent::Checked { round, alive }).await;
+        }));
     }
 
     async fn resign(&mut self, key: &HeldKey) {

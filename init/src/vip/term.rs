@@ -145,8 +145,8 @@ pub(crate) struct Session<'a, L, T> {
     inputs: &'a mut Inputs,
     pub(crate) fence: Fence,
     granted: Duration,
-    /// Keepalives not yet acknowledged, in order: send time, gate number.
-    pending: VecDeque<(Instant, u64)>,
+    /// Send times of keepalives not yet acknowledged, in order.
+    pending: VecDeque<Instant>,
     /// What waits to be sent for the VIP until etcd confirms the lease.
     gate: Gate,
 }
@@ -173,41 +173,43 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         }
     }
 
-    /// Handles a keepalive answer: the reason when it ends the term, else
-    /// what it confirmed (`gate.rs`) and whether another keepalive must go.
-    fn on_ack(&mut self, ttl: i64) -> Result<(Vec<Item>, bool), Why> {
+    /// Handles a keepalive answer; Some(why) when it ends the term.
+    fn on_ack(&mut self, ttl: i64) -> Option<Why> {
         if ttl <= 0 {
             self.gate.clear();
-            return Err(Why::LeaseExpired);
+            return Some(Why::LeaseExpired);
         }
-        match self.pending.pop_front() {
-            Some((sent, seq)) => {
-                self.fence
-                    .ack(sent, Duration::from_secs(ttl.unsigned_abs()));
-                Ok(self.gate.acked(seq))
-            }
-            None => Ok((Vec::new(), false)),
+        if let Some(sent) = self.pending.pop_front() {
+            self.fence
+                .ack(sent, Duration::from_secs(ttl.unsigned_abs()));
         }
+        None
     }
 
-    /// Sends a keepalive; `on_demand` when the gate asked for it.
-    async fn keep_alive(&mut self, on_demand: bool) {
+    async fn keep_alive(&mut self) {
         let now = Instant::now();
         if self.t.keep_alive().await {
-            let seq = self.gate.sent(on_demand);
-            self.pending.push_back((now, seq));
+            self.pending.push_back(now);
         }
     }
 
-    /// Queues `item` until etcd confirms the lease after it.
-    async fn wait(&mut self, item: Item) {
+    /// Starts a check of the lease for the gate (`gate.rs`).
+    fn check(&mut self, won: &Option<Won>) {
+        if let Some(w) = won {
+            let round = self.gate.sent(true);
+            self.t.check(&w.key, round);
+        }
+    }
+
+    /// Queues `item` until a check started after it confirms the lease.
+    fn wait(&mut self, item: Item, won: &Option<Won>) {
         if self.gate.wait(item) {
-            self.keep_alive(true).await;
+            self.check(won);
         }
     }
 
-    /// Sends what a fresh acknowledgement confirmed, if the VIP is held
-    /// and the fence still holds (it was just moved forward).
+    /// Sends what a check confirmed, if the VIP is held and the fence
+    /// still holds.
     fn release(&mut self, ready: Vec<Item>, won: &mut Option<Won>) {
         let (p, link) = (self.p, self.link);
         let Some(w) = won.as_mut().filter(|w| w.index.is_some()) else {
@@ -271,15 +273,23 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                 }
                 ev = self.events.recv() => match ev {
                     Some(EtcdEvent::Ack { ttl }) => match self.on_ack(ttl) {
-                        Err(why) => why,
-                        Ok((ready, again)) => {
-                            self.release(ready, &mut won);
-                            if again {
-                                self.keep_alive(true).await;
-                            }
-                            continue;
-                        }
+                        Some(why) => why,
+                        None => continue,
                     },
+                    Some(EtcdEvent::Checked { round, alive: Some(true) }) => {
+                        let (ready, again) = self.gate.acked(round);
+                        self.release(ready, &mut won);
+                        if again {
+                            self.check(&won);
+                        }
+                        continue;
+                    }
+                    // The key or its lease is gone: another node may win.
+                    Some(EtcdEvent::Checked { alive: Some(false), .. }) => Why::LeaseExpired,
+                    Some(EtcdEvent::Checked { round, alive: None }) => {
+                        self.gate.failed(round);
+                        continue;
+                    }
                     Some(EtcdEvent::KeepaliveLost) | None => Why::KeepaliveLost,
                     Some(EtcdEvent::ObserveLost) => Why::ObserveLost,
                     Some(EtcdEvent::CampaignFailed(e)) => Why::Failed(e),
@@ -314,7 +324,10 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     Why::Paused
                 }
                 _ = tick.tick() => {
-                    self.keep_alive(false).await;
+                    self.keep_alive().await;
+                    if self.gate.stalled() {
+                        self.check(&won);
+                    }
                     if matches!(link.ready(&p.link).await, Ok(true)) {
                         continue;
                     }
@@ -322,7 +335,7 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                 }
                 asked = link.asked(), if holding => match asked {
                     Ok(a) => {
-                        self.wait(Item::Answer(a)).await;
+                        self.wait(Item::Answer(a), &won);
                         continue;
                     }
                     Err(e) => Why::Failed(format!("cannot read requests for it: {e}")),
@@ -332,7 +345,7 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     if let Some(w) = &mut won {
                         w.next_announce = far;
                     }
-                    self.wait(Item::Announce).await;
+                    self.wait(Item::Announce, &won);
                     continue;
                 }
             };
@@ -429,14 +442,14 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                 _ = self.inputs.stop.changed() => return Stuck::Stop,
                 ev = self.events.recv() => match ev {
                         Some(EtcdEvent::Ack { ttl }) => match self.on_ack(ttl) {
-                        Err(_) => "the lease expired in etcd",
-                        Ok(_) => continue,
+                        Some(_) => "the lease expired in etcd",
+                        None => continue,
                     },
                     Some(EtcdEvent::KeepaliveLost) | None => "the keepalive stream was lost",
                     Some(_) => continue,
                 },
                 _ = tick.tick() => {
-                    self.keep_alive(false).await;
+                    self.keep_alive().await;
                     match remove_confirmed(link, p.ip, index).await {
                         Ok(()) => {
                             log::warn!("vip {}: the address is gone from {} at last", p.ip, p.link);
