@@ -92,6 +92,24 @@ pub fn choose(sys_root: &Path, dev_root: &Path) -> VarSource {
     VarSource::Tmpfs
 }
 
+/// Whether `/var` is a tmpfs, from `<proc>/self/mountinfo` (proc(5): the
+/// mount point is field 5, the filesystem type follows the ` - `
+/// separator). The last mount on `/var` counts; none at all reads as a
+/// tmpfs (nothing persistent there).
+pub fn var_on_tmpfs(proc_root: &Path) -> bool {
+    let text = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let fstype = right.split(' ').next()?;
+            (point == "/var").then_some(fstype == "tmpfs")
+        })
+        .next()
+        .unwrap_or(true)
+}
+
 /// Block devices whose `uevent` says `PARTNAME=<name>` (GPT partition
 /// names), sorted.
 pub fn partitions_named(sys_root: &Path, name: &str) -> Vec<String> {
@@ -274,6 +292,33 @@ mod tests {
                 std::fs::write(dev.join(name), bytes).unwrap();
             }
             assert_eq!(choose(t.path(), &dev), (c.want)(&dev), "{}", c.what);
+        }
+    }
+
+    #[test]
+    fn var_kind_from_mountinfo() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("self")).unwrap();
+        let root = "22 1 0:20 / / rw - rootfs rootfs rw\n";
+        // (mountinfo, tmpfs?)
+        let cases = [
+            (root.to_owned(), true),
+            (
+                format!("{root}40 22 254:2 / /var rw,relatime - ext4 /dev/vdb rw\n"),
+                false,
+            ),
+            (
+                format!("{root}40 22 0:31 / /var rw - tmpfs tmpfs rw,size=75%\n"),
+                true,
+            ),
+            (
+                format!("{root}40 22 0:31 / /var/lib rw - ext4 /dev/vdb rw\n"),
+                true,
+            ),
+        ];
+        for (text, want) in cases {
+            std::fs::write(t.path().join("self/mountinfo"), &text).unwrap();
+            assert_eq!(var_on_tmpfs(t.path()), want, "{text}");
         }
     }
 }

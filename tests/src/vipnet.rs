@@ -241,6 +241,12 @@ impl VipNet {
     }
 
     pub fn start_vip(&mut self, i: usize) {
+        let vip = self.vip.to_string();
+        self.start_vip_for(i, &vip);
+    }
+
+    /// Node `i`'s `keel vip` for another address (an IPv6 VIP).
+    pub fn start_vip_for(&mut self, i: usize, vip: &str) {
         let node = &self.nodes[i];
         let log = self.log_file(&format!("vip{i}.log"));
         let child = Command::new("ip")
@@ -253,19 +259,59 @@ impl VipNet {
                 "--endpoint",
                 "http://127.0.0.1:2379",
             ])
-            .args([
-                "--ip",
-                &self.vip.to_string(),
-                "--ttl",
-                &self.ttl.to_string(),
-            ])
+            .args(["--ip", vip, "--ttl", &self.ttl.to_string()])
             .args(["--name", &format!("node{i}/n{i}")])
+            .arg("--state")
+            .arg(self.dir.path().join(format!("vip{i}.leases")))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start keel vip");
         self.nodes[i].vip = Some(child);
+    }
+
+    /// IPv6 on the segment: `<prefix>1/64` on the hub's bridge and
+    /// `<prefix>1<i>/64` on node `i` (no duplicate address detection), for
+    /// an IPv6 VIP in `<prefix>/64`.
+    pub fn enable_ipv6(&self, prefix: &str) {
+        let no_dad = |ns: &str, dev: &str| {
+            let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
+            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
+        };
+        no_dad(&self.hub, BRIDGE);
+        sh(&[
+            "ip",
+            "-n",
+            &self.hub,
+            "addr",
+            "add",
+            &format!("{prefix}1/64"),
+            "dev",
+            BRIDGE,
+            "nodad",
+        ]);
+        for (i, n) in self.nodes.iter().enumerate() {
+            no_dad(&n.ns, "eth0");
+            let a = format!("{prefix}1{i}/64");
+            sh(&["ip", "-n", &n.ns, "addr", "add", &a, "dev", "eth0", "nodad"]);
+        }
+    }
+
+    /// Runs `args` in the hub's namespace; whether it succeeded, and its
+    /// output.
+    pub fn in_hub(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.hub])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     }
 
     fn log_file(&self, name: &str) -> File {

@@ -112,7 +112,7 @@ fn pid1_panic_is_a_controlled_reboot_or_power_off() {
             "{append}: no panic line in:\n{log}"
         );
         assert!(
-            log.contains(&format!("keel: syncing and {verb}")),
+            log.contains(&format!("keel: syncing (at most 5 s) and {verb}")),
             "{append}: {log}"
         );
         assert!(log.contains(kernel_line), "{append}: {log}");

@@ -156,3 +156,49 @@ fn vip_election_in_namespaces() {
         "two holders at once: {events:?}"
     );
 }
+
+/// An IPv6 VIP: the address lives on `lo`, so the kernel would not answer
+/// neighbour solicitations for it; `keel vip` answers them from its
+/// packet socket (solicited-node group joined, NS filter), once the lease
+/// is confirmed. A host on the segment resolves the VIP to the holder's
+/// MAC and reaches it.
+#[test]
+fn ipv6_vip_answers_neighbour_solicitations() {
+    const VIP6: &str = "fd00:77::100";
+    let mut net = VipNet::new("v6", 1, TTL);
+    net.enable_ipv6("fd00:77::");
+    net.start_etcd(0);
+    net.start_vip_for(0, VIP6);
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let url = format!("http://[{VIP6}]:9/");
+    while Instant::now() < end {
+        // A TCP connection to a closed port: refused (a RST from the
+        // holder's kernel) once the VIP resolves, a timeout before.
+        let (_, out) = net.in_hub(&["curl", "-sS", "-m", "2", &url]);
+        let (_, neigh) = net.in_hub(&["ip", "-6", "neigh", "show", VIP6]);
+        let mac = net.nodes[0].mac.to_string();
+        // curl says "Couldn't connect to server" (exit 7) when refused,
+        // "Connection timed out" (28) when nothing answered.
+        if out.contains("Couldn't connect") && neigh.contains(&mac) {
+            let (_, addr) = net.in_hub(&[
+                "ip",
+                "-n",
+                &net.nodes[0].ns,
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                "lo",
+            ]);
+            assert!(
+                addr.contains("fd00:77::100/128") && addr.contains("deprecated"),
+                "{addr}"
+            );
+            return;
+        }
+        last = format!("{out} / neighbour: {neigh}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("{VIP6} never answered: {last}\n{}", net.logs());
+}

@@ -89,6 +89,7 @@ async fn start_etcd(
         rt.subnets = networks;
         // Names the member when the config does not (DHCP, auto: stable).
         rt.hostname = kernel_hostname();
+        rt.var_persistent = !storage::var_on_tmpfs(Path::new("/proc"));
         match Plan::from_config(&config, &rt) {
             Ok(plan) => break (plan, rt.addresses),
             // The address comes with the network (static or DHCP): wait.
@@ -344,6 +345,7 @@ fn start_vips(
                     v.ttl.as_secs()
                 );
                 let params = vip::Params {
+                    record: vip::record::DEFAULT.into(),
                     ip: v.ip,
                     ttl: v.ttl,
                     link,

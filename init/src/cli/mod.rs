@@ -31,12 +31,14 @@ commands:
                           path, mac) and why, driver, busPath, pciID, MACs.
                           DIR defaults to /sys; --ifnames defaults to
                           net.ifnames in /proc/cmdline without --sysfs, else 1
-  vip --ip IP --link NAME [--endpoint URL] [--ttl SECS] [--name ID]
+  vip --ip IP --link NAME [--endpoint URL] [--ttl SECS] [--name ID] [--state FILE]
                           run one VIP election by hand against an etcd
                           cluster (as PID 1 does on a control-plane node):
                           hold IP on link NAME while elected; SIGTERM or
                           ctrl-c releases and resigns. Defaults: URL
-                          http://127.0.0.1:2379, SECS 5, ID the hostname
+                          http://127.0.0.1:2379, SECS 5, ID the hostname,
+                          FILE (the leases it granted, to resign only its
+                          own stale campaigns) /run/keel/vip-leases
   gen [--out DIR] [--name NAME] [--endpoint URL] [--force]
                           write a machine CA, an etcd CA, an admin
                           talosconfig and a control-plane config skeleton
@@ -238,8 +240,10 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
     let mut endpoint = "http://127.0.0.1:2379".to_string();
     let mut ttl = crate::config::types::VipTtl::default().seconds();
     let mut identity: Option<String> = None;
+    let mut record = std::path::PathBuf::from(crate::vip::record::DEFAULT);
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("state") => record = parser.value()?.into(),
             Long("ip") => ip = Some(parser.value()?.string()?.parse()?),
             Long("link") => link = Some(parser.value()?.string()?),
             Long("endpoint") => endpoint = parser.value()?.string()?,
@@ -262,6 +266,7 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
     };
     log_to_stderr();
     let params = crate::vip::Params {
+        record,
         ip,
         ttl: std::time::Duration::from_secs(ttl.into()),
         link,

@@ -165,6 +165,8 @@ pub struct Runtime {
     /// The node's addresses with their prefix lengths: which subnet each
     /// is on (the advertised address prefers the VIP's subnet).
     pub subnets: Vec<(IpAddr, u8)>,
+    /// `/var` (the data dir) is on a disk, not a tmpfs fallback.
+    pub var_persistent: bool,
 }
 
 impl Runtime {
@@ -176,6 +178,7 @@ impl Runtime {
             client_port: DEFAULT_CLIENT_PORT,
             local_client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_CLIENT_PORT),
             clients_on_any: true,
+            var_persistent: true,
             hostname: None,
             subnets: Vec::new(),
         }
@@ -323,6 +326,8 @@ pub struct Plan {
     pub client_tls: Option<ClientTls>,
     /// `extraArgs`, names without dashes.
     pub extra_args: BTreeMap<String, String>,
+    /// The data dir is on a disk (see [`super::rejoin::var_key`]).
+    pub var_persistent: bool,
 }
 
 impl Plan {
@@ -531,6 +536,7 @@ impl Plan {
             peer_endpoints,
             client_tls,
             extra_args,
+            var_persistent: rt.var_persistent,
         })
     }
 

@@ -83,6 +83,8 @@ pub enum JoinError {
     },
     #[error("adding this node as a learner through {peer} returned no member for it")]
     AddNoMember { peer: String },
+    #[error("{why}")]
+    DiskMissing { why: String },
     #[error("the etcd data dir {data_dir} belongs to cluster {local:x}, but {peer} is a member of cluster {theirs:x}; Keel never wipes a data dir that holds data: remove it by hand for this node to join")]
     ClusterIdMismatch {
         data_dir: PathBuf,
@@ -390,6 +392,10 @@ pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Star
             Decision::AddLearner | Decision::Replace { .. } => {
                 let Some(a) = answer else { continue };
                 if let Decision::Replace { stale } = &decision {
+                    let mut client = a.client.clone();
+                    rejoin::may_replace(plan, &mut client)
+                        .await
+                        .map_err(|why| JoinError::DiskMissing { why })?;
                     remove_stale(plan, &a, stale).await?;
                 }
                 return add_learner(plan, a).await;

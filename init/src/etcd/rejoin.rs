@@ -82,6 +82,8 @@ pub enum RejoinError {
     },
     #[error("adding this etcd member through {peer} returned no member for it")]
     AddNoMember { peer: String },
+    #[error("etcd: {why}")]
+    DiskMissing { why: String },
     #[error("the etcd data dir {data_dir} belongs to cluster {local:x}, but {peers} are members of cluster {theirs:x} (cluster ID mismatch); Keel never wipes a data dir that holds data: remove it by hand for this member to rejoin")]
     ClusterIdMismatch {
         data_dir: PathBuf,
@@ -197,6 +199,33 @@ pub fn decide(plan: &Plan, members: &[Seen]) -> Action {
     }
 }
 
+/// The key where a member whose data dir is on a disk says so (written
+/// once it is healthy): a node that comes back on a tmpfs `/var` — its
+/// disk missing, or not there yet when `/var` was chosen — must not remove
+/// that member to rejoin, which would discard the data on the disk.
+pub fn var_key(peer_url: &str) -> String {
+    format!("keel/members/{peer_url}/var")
+}
+
+/// Whether this node may remove its own stale member to rejoin: always
+/// with a disk `/var`; on a tmpfs only if the member never said its data
+/// was on a disk. A read that fails refuses (retried).
+pub async fn may_replace(plan: &Plan, client: &mut Client) -> Result<(), String> {
+    if plan.var_persistent {
+        return Ok(());
+    }
+    let key = var_key(&plan.peer_url);
+    match tokio::time::timeout(PEER_TIMEOUT, client.get(key.as_str(), None)).await {
+        Ok(Ok(r)) if r.kvs().is_empty() => Ok(()),
+        Ok(Ok(_)) => Err(format!(
+            "this node's etcd member {} kept its data on a KEEL-VAR disk ({key}), but /var is a tmpfs now (the disk is missing, or appeared too late): not removing the member, which would throw away that data; fix the disk and reboot, or remove the member by hand (etcdctl member remove) to start afresh",
+            plan.peer_url
+        )),
+        Ok(Err(e)) => Err(format!("cannot read {key}: {e}")),
+        Err(_) => Err(format!("cannot read {key}: timed out")),
+    }
+}
+
 /// How to start etcd now; may change the cluster's membership (see the
 /// module docs). An error is retried by the supervisor with backoff.
 pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
@@ -240,6 +269,12 @@ pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
             })
         }
         Action::Replace { remove } => {
+            let mine = remove.iter().any(|m| m.peer_urls.contains(&plan.peer_url));
+            if mine {
+                may_replace(plan, &mut client)
+                    .await
+                    .map_err(|why| RejoinError::DiskMissing { why })?;
+            }
             for m in &remove {
                 log::warn!(
                     "etcd: the data dir {} is empty but the cluster has member {:x} ({}, {}); removing it through {peer} to rejoin",

@@ -464,6 +464,7 @@ impl Task {
         // records its peers for the next join.
         let mut promotion: Option<tokio::task::JoinHandle<()>> = None;
         let mut recorded = false;
+        let mut marked = false;
         let discovered = match &plan.formation {
             Formation::Discovered { seeds } => Some(seeds.clone()),
             Formation::Static => None,
@@ -498,6 +499,10 @@ impl Task {
                             recorded = true;
                             tokio::spawn(record_peers(plan.clone()));
                         }
+                    }
+                    if health == Health::Healthy && !marked && plan.var_persistent {
+                        marked = true;
+                        tokio::spawn(mark_disk(plan.clone()));
                     }
                     let healthy = health == Health::Healthy;
                     match (healthy, healthy_since) {
@@ -546,6 +551,30 @@ async fn promote(plan: Plan, seeds: Vec<super::args::Seed>, id: u64, hint: Vec<S
         hint
     };
     join::promote(plan, id, endpoints).await;
+}
+
+/// Says in the cluster that this member's data is on a disk
+/// ([`rejoin::var_key`]): if the node comes back on a tmpfs, it will not
+/// remove the member. Best effort, once per start.
+async fn mark_disk(plan: Plan) {
+    let key = rejoin::var_key(&plan.peer_url);
+    let put = async {
+        let mut c = health::connect(
+            &plan.local_endpoint,
+            plan.client_tls.as_ref(),
+            rejoin::PEER_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        c.put(key.as_str(), "disk", None)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(rejoin::PEER_TIMEOUT, put).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::warn!("etcd: cannot write {key}: {e}"),
+        Err(_) => log::warn!("etcd: cannot write {key}: timed out"),
+    }
 }
 
 /// Writes the members' client URLs (but this node's) to the known-peers

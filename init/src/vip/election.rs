@@ -40,6 +40,9 @@ pub struct Params {
     pub link: String,
     /// The campaign value: `<hostname>/<etcd member name>`.
     pub identity: String,
+    /// The record of the leases this node granted (`record.rs`;
+    /// [`super::record::DEFAULT`] on a node).
+    pub record: std::path::PathBuf,
 }
 
 /// What drives the loop from outside.
@@ -80,6 +83,7 @@ pub async fn run(
         ttl: p.ttl,
         name: election_name(p.ip),
         identity: p.identity.clone(),
+        record: p.record.clone(),
     };
     elect(&p, &RtnlLink::new(rtnl), &etcd, inputs, &state).await;
 }

@@ -301,6 +301,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         ttl: TTL,
         link: "enp0s2".into(),
         identity: "node1/node1".into(),
+        record: "/nonexistent/vip-leases".into(),
     };
     let (stop_tx, stop) = watch::channel(false);
     let (_healthy_tx, etcd_healthy) = watch::channel(true);

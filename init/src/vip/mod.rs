@@ -27,6 +27,7 @@ pub mod fence;
 pub mod gate;
 pub mod ops;
 pub mod pause;
+pub mod record;
 pub mod responder;
 mod term;
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::announce::Announcer;
 use super::responder::{quiet_kernel, Asked, Listener};
@@ -100,8 +100,10 @@ pub enum EtcdEvent {
 pub trait TermOps {
     /// Grants the lease; returns the TTL etcd granted.
     async fn grant(&mut self, ttl: Duration) -> Result<Duration, OpError>;
-    /// Resigns campaigns this node left on earlier leases (a previous boot,
-    /// a killed process) under the same value, so nobody waits for them.
+    /// Resigns campaigns this node left on earlier leases of this boot (a
+    /// killed process, a term that could not revoke), so nobody waits for
+    /// them: only leases it recorded (`record.rs`), never a key that
+    /// merely carries the same value.
     async fn resign_stale(&mut self);
     /// Opens the keepalive stream (its first keepalive acknowledged), then
     /// starts observing and campaigning; from here on everything etcd says
@@ -256,6 +258,8 @@ pub struct EtcdClient {
     /// The election (key prefix) and this node's campaign value.
     pub name: String,
     pub identity: String,
+    /// The record of the leases this node granted (`record.rs`).
+    pub record: PathBuf,
 }
 
 impl EtcdOps for EtcdClient {
@@ -272,6 +276,7 @@ impl EtcdOps for EtcdClient {
             client,
             name: self.name.clone(),
             identity: self.identity.clone(),
+            record: self.record.clone(),
             ttl: self.ttl,
             lease: 0,
             keeper: None,
@@ -286,6 +291,7 @@ pub struct EtcdTerm {
     client: Client,
     name: String,
     identity: String,
+    record: PathBuf,
     ttl: Duration,
     lease: i64,
     keeper: Option<etcd_client::LeaseKeeper>,
@@ -331,6 +337,7 @@ impl TermOps for EtcdTerm {
         let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let grant = within("lease grant", self.ttl, self.client.lease_grant(secs, None)).await?;
         self.lease = grant.id();
+        super::record::add(&self.record, &self.name, &self.identity, self.lease);
         // At least 1 s: the keepalive interval is derived from it, and a
         // zero period would panic tokio's interval (PID 1 must not panic).
         Ok(Duration::from_secs(grant.ttl().max(1).unsigned_abs()))
@@ -344,7 +351,10 @@ impl TermOps for EtcdTerm {
             return;
         };
         for kv in resp.kvs() {
-            if kv.value() != self.identity.as_bytes() || kv.lease() == self.lease {
+            if kv.value() != self.identity.as_bytes()
+                || kv.lease() == self.lease
+                || !super::record::has(&self.record, &self.name, &self.identity, kv.lease())
+            {
                 continue;
             }
             let key = HeldKey {
