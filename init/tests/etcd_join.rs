@@ -123,10 +123,26 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
             assert!(why.contains("already running"), "m{}: {why}", i + 1);
         }
 
-        step("4. m3 loses its data and joins again");
+        step("4. m3 comes back on a tmpfs /var although its data was on a disk: refused");
         let old = formed[2].1;
         sups[2].stop().await;
         std::fs::remove_dir_all(&plans[2].data_dir).unwrap();
+        let mut on_tmpfs = plans[2].clone();
+        on_tmpfs.var_persistent = false;
+        sups[2] = start(&reaper, on_tmpfs);
+        let why = eventually(WITHIN, "the refusal", || async {
+            sups[2].last_error().filter(|e| e.contains("KEEL-VAR"))
+        })
+        .await;
+        assert!(why.contains("not removing the member"), "{why}");
+        assert_eq!(
+            members(&endpoint(0)).await,
+            formed,
+            "nothing removed while the disk is missing"
+        );
+
+        step("5. m3's disk is back, empty (replaced): it joins again");
+        sups[2].stop().await;
         sups[2] = start(&reaper, plans[2].clone());
         wait_health(&sups[2], Health::Healthy, WITHIN, "m3 after data loss").await;
         let after = members(&endpoint(0)).await;

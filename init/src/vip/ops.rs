@@ -180,7 +180,7 @@ impl LinkOps for RtnlLink {
             .ok_or_else(|| OpError(format!("link {link} has no MAC address")))?;
         // Before the address exists anywhere: without these the kernel
         // would answer for it on its own.
-        quiet_kernel(Path::new("/proc/sys")).map_err(OpError::from)?;
+        quiet_kernel(Path::new("/proc/sys"), &l.name).map_err(OpError::from)?;
         let announcer = Announcer::open(&l.name, l.index, mac).map_err(OpError::from)?;
         let listener = Listener::open(&l.name, l.index, ip).map_err(OpError::from)?;
         let lo = self

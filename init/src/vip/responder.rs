@@ -2,8 +2,8 @@
 //!
 //! The holder keeps the VIP on `lo`, where the kernel accepts traffic for
 //! it (Linux's weak host model: a local address is local on every link)
-//! but never answers ARP or neighbour solicitations for it on the
-//! physical link: with `arp_ignore = 1` the kernel replies only for
+//! but never answers ARP or neighbour solicitations for it on the VIP's
+//! link: with `arp_ignore = 1` there the kernel replies only for
 //! addresses configured on the link the request came in on
 //! (Documentation/networking/ip-sysctl.rst), and ndisc_recv_ns() in
 //! net/ipv6/ndisc.c looks the target up on the receiving device only.
@@ -51,19 +51,20 @@ pub const NA_FRAME_LEN: usize = 86;
 const SO_ATTACH_FILTER: libc::c_int = 26;
 
 /// The sysctls that keep the kernel from answering for (or announcing) an
-/// address on `lo`, under `root` (`/proc/sys` on a node). `all` is
-/// enough: the kernel uses the larger of `all` and the link's value for
-/// both (IN_DEV_ARP_IGNORE, IN_DEV_ARP_ANNOUNCE in
-/// include/linux/inetdevice.h).
-pub const SYSCTLS: [(&str, &str); 2] = [
-    ("net/ipv4/conf/all/arp_ignore", "1"),
-    ("net/ipv4/conf/all/arp_announce", "2"),
-];
+/// address on `lo` on the VIP's link, under `root` (`/proc/sys` on a
+/// node), for link `link`. Per link, not `all`: the node's other links
+/// keep Linux's weak-host ARP for the node's own addresses (a host that
+/// reaches a node address through another NIC, as QEMU's user-mode
+/// networking does in `make run`). The kernel uses the larger of `all`
+/// and the link's value for both (IN_DEV_ARP_IGNORE, IN_DEV_ARP_ANNOUNCE
+/// in include/linux/inetdevice.h).
+pub const SYSCTLS: [(&str, &str); 2] = [("arp_ignore", "1"), ("arp_announce", "2")];
 
-/// Writes [`SYSCTLS`] under `root`; the first failure names its file.
-pub fn quiet_kernel(root: &Path) -> Result<(), ResponderError> {
+/// Writes [`SYSCTLS`] for `link` under `root`; the first failure names its
+/// file.
+pub fn quiet_kernel(root: &Path, link: &str) -> Result<(), ResponderError> {
     for (key, value) in SYSCTLS {
-        let path = root.join(key);
+        let path = root.join("net/ipv4/conf").join(link).join(key);
         std::fs::write(&path, value).map_err(|source| ResponderError::Sysctl {
             path: path.display().to_string(),
             source,

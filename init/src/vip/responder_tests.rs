@@ -173,11 +173,16 @@ fn solicited_node_group() {
 #[test]
 fn sysctls_under_a_root() {
     let t = tempfile::tempdir().unwrap();
-    let err = quiet_kernel(t.path()).unwrap_err().to_string();
-    assert!(err.contains("net/ipv4/conf/all/arp_ignore"), "{err}");
-    std::fs::create_dir_all(t.path().join("net/ipv4/conf/all")).unwrap();
-    quiet_kernel(t.path()).unwrap();
+    let err = quiet_kernel(t.path(), "enp0s1.7").unwrap_err().to_string();
+    assert!(err.contains("net/ipv4/conf/enp0s1.7/arp_ignore"), "{err}");
+    let dir = t.path().join("net/ipv4/conf/enp0s1.7");
+    std::fs::create_dir_all(&dir).unwrap();
+    quiet_kernel(t.path(), "enp0s1.7").unwrap();
     for (key, want) in SYSCTLS {
-        assert_eq!(std::fs::read_to_string(t.path().join(key)).unwrap(), want);
+        assert_eq!(std::fs::read_to_string(dir.join(key)).unwrap(), want);
     }
+    assert!(
+        !t.path().join("net/ipv4/conf/all").exists(),
+        "only the VIP's link"
+    );
 }
