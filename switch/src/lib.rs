@@ -83,7 +83,7 @@ pub use frame::{
     arp_probe, arp_reply, gratuitous_arp, parse_arp, Arp, ArpOp, Ethernet, Frame, MacAddr,
     ParseMacError, ARP_LEN, ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN,
 };
-pub use probe::{Segment, WhoHas};
+pub use probe::{claims, Segment, WhoHas};
 pub use switch::{
     Injector, PortStats, Stats, Switch, SwitchOptions, HOST_MAC, MAC_AGING, MAX_FRAME,
     SUBSCRIBER_QUEUE,

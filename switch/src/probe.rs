@@ -123,3 +123,15 @@ impl WhoHas {
         macs
     }
 }
+
+/// Every claim of `ip` among `frames`, as (when, who): an ARP reply or a
+/// gratuitous ARP with `ip` as its sender address — what a switch hears
+/// from whoever answers for an address.
+pub fn claims(frames: &[Frame], ip: Ipv4Addr) -> Vec<(Instant, MacAddr)> {
+    frames
+        .iter()
+        .filter_map(|f| Some((f.at, f.arp()?)))
+        .filter(|(_, a)| a.sender_ip == ip && (a.is_reply() || a.is_gratuitous()))
+        .map(|(at, a)| (at, a.sender_mac))
+        .collect()
+}

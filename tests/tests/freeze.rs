@@ -31,15 +31,9 @@ fn mac_of(n: usize) -> MacAddr {
     l2_mac(n).parse().unwrap()
 }
 
-/// Every claim of the VIP among `frames`: (when, MAC), an ARP reply or a
-/// gratuitous ARP with the VIP as its sender.
-fn claims(frames: &[Frame]) -> Vec<(Instant, MacAddr)> {
-    frames
-        .iter()
-        .filter_map(|f| Some((f.at, f.arp()?)))
-        .filter(|(_, a)| a.sender_ip == VIP && (a.is_reply() || a.is_gratuitous()))
-        .map(|(at, a)| (at, a.sender_mac))
-        .collect()
+/// Probes every 50 ms for `d`.
+fn claims_of(frames: &[Frame]) -> Vec<(Instant, MacAddr)> {
+    keel_switch::claims(frames, VIP)
 }
 
 /// Probes every 50 ms for `d`.
@@ -72,7 +66,7 @@ fn a_frozen_holder_never_claims_the_vip_after_it_resumes() {
     c.ok(c.freeze(h, false));
     probe_for(&c, AFTER);
 
-    let during = claims(&c.switch.frames_since(frozen_at));
+    let during = claims_of(&c.switch.frames_since(frozen_at));
     let new = during
         .iter()
         .find(|(at, m)| *at < resumed_at && *m != mac_of(h))

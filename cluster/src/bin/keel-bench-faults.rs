@@ -162,7 +162,7 @@ fn run() -> anyhow::Result<()> {
         let mut quiet_from = settle(&cluster, Duration::from_secs(300))?;
         for round in 1..=args.rounds {
             for kind in &args.kinds {
-                needless += moves(&claims(&cluster.switch.frames_since(quiet_from)));
+                needless += moves(&claims_of(&cluster.switch.frames_since(quiet_from)));
                 let h = holder(&cluster)?;
                 let t = Instant::now();
                 fault(&mut cluster, kind, h)?;
@@ -178,7 +178,7 @@ fn run() -> anyhow::Result<()> {
                 results.entry(kind.clone()).or_default().push(o);
             }
         }
-        needless += moves(&claims(&cluster.switch.frames_since(quiet_from)));
+        needless += moves(&claims_of(&cluster.switch.frames_since(quiet_from)));
         Ok(())
     })();
     stop.store(true, Ordering::Relaxed);
@@ -257,7 +257,7 @@ fn holder(c: &Cluster) -> anyhow::Result<usize> {
 fn wait_new_holder(c: &Cluster, old: usize, within: Duration) -> anyhow::Result<()> {
     let (t, old) = (Instant::now(), mac_of(c, old)?);
     while t.elapsed() < within {
-        if claims(&c.switch.frames_since(t))
+        if claims_of(&c.switch.frames_since(t))
             .iter()
             .any(|(_, m)| *m != old)
         {
@@ -275,7 +275,7 @@ fn settle(c: &Cluster, within: Duration) -> anyhow::Result<Instant> {
     while t.elapsed() < within {
         let healthy = (1..=c.len()).all(|n| c.status(n).etcd == "healthy");
         let since = Instant::now() - Duration::from_secs(3);
-        let recent = claims(&c.switch.frames_since(since));
+        let recent = claims_of(&c.switch.frames_since(since));
         let one = !recent.is_empty() && recent.iter().all(|(_, m)| *m == recent[0].1);
         if healthy && one {
             return Ok(Instant::now());
@@ -285,14 +285,9 @@ fn settle(c: &Cluster, within: Duration) -> anyhow::Result<Instant> {
     bail!("the cluster did not settle within {within:?}")
 }
 
-/// Every claim of the VIP: (when, MAC).
-fn claims(frames: &[Frame]) -> Vec<(Instant, MacAddr)> {
-    frames
-        .iter()
-        .filter_map(|f| Some((f.at, f.arp()?)))
-        .filter(|(_, a)| a.sender_ip == VIP && (a.is_reply() || a.is_gratuitous()))
-        .map(|(at, a)| (at, a.sender_mac))
-        .collect()
+/// Every claim of the VIP (keel-switch's one definition).
+fn claims_of(frames: &[Frame]) -> Vec<(Instant, MacAddr)> {
+    keel_switch::claims(frames, VIP)
 }
 
 /// Changes of the claiming MAC.
@@ -303,7 +298,7 @@ fn moves(claims: &[(Instant, MacAddr)]) -> usize {
 /// Failover and the two measures of two holders, over `frames` from the
 /// fault at `t` on the node with MAC `old`.
 fn measure(frames: &[Frame], t: Instant, old: MacAddr) -> Outcome {
-    let cl = claims(frames);
+    let cl = claims_of(frames);
     let failover = cl.iter().find(|(_, m)| *m != old).map(|(at, _)| *at - t);
     // Holding intervals per MAC.
     let mut intervals: Vec<(MacAddr, Instant, Instant)> = Vec::new();

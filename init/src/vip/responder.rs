@@ -30,7 +30,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::announce::{icmpv6_checksum, ArpForm, ALL_NODES, ALL_NODES_MAC, ARP_FRAME_LEN};
-use crate::net::dhcp::socket::packet_addr;
+use crate::net::dhcp::socket::{packet_addr, socklen};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -46,9 +46,6 @@ const OPT_TARGET_LL_ADDR: u8 = 2;
 const NS_MIN_LEN: usize = 14 + 40 + 24;
 /// Ethernet + IPv6 + NA + target link-layer address option.
 pub const NA_FRAME_LEN: usize = 86;
-/// socket(7) SO_ATTACH_FILTER (asm-generic/socket.h), as the DHCP socket
-/// names it.
-const SO_ATTACH_FILTER: libc::c_int = 26;
 
 /// The sysctls that keep the kernel from answering for (or announcing) an
 /// address on `lo` on the VIP's link, under `root` (`/proc/sys` on a
@@ -320,23 +317,7 @@ fn attach_ns_filter(fd: &OwnedFd) -> Result<(), Errno> {
         op(RET_K, 0, 0, 0xffff),
         op(RET_K, 0, 0, 0),
     ];
-    let prog = libc::sock_fprog {
-        len: 6,
-        filter: code.as_mut_ptr(),
-    };
-    // SAFETY: fd is an open socket; `prog` points at `code`, which
-    // outlives the call (the kernel copies the program), and the length is
-    // the size of the sock_fprog passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_FILTER,
-            (&raw const prog).cast(),
-            socklen::<libc::sock_fprog>(),
-        )
-    };
-    Errno::result(rc).map(drop)
+    crate::net::dhcp::socket::attach_filter(fd, &mut code)
 }
 
 /// Joins the link-layer multicast group `mac` on link `ifindex`, so a NIC
@@ -364,11 +345,6 @@ fn join(fd: &OwnedFd, ifindex: u32, mac: [u8; 6]) -> Result<(), Errno> {
         )
     };
     Errno::result(rc).map(drop)
-}
-
-fn socklen<T>() -> libc::socklen_t {
-    // A handful of bytes: always fits.
-    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
 }
 
 #[cfg(test)]

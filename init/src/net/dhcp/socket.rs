@@ -273,7 +273,30 @@ fn filter() -> [libc::sock_filter; 9] {
 const ETH_P_IP: u16 = 0x0800;
 
 /// The size of `T` as a socket option or address length (a few bytes).
-fn socklen<T>() -> libc::socklen_t {
+/// Attaches the classic BPF program `code` to socket `fd` (socket(7)
+/// SO_ATTACH_FILTER): the kernel drops what it rejects before the socket
+/// queues it. Shared with the VIP's packet socket (`vip/responder.rs`).
+pub(crate) fn attach_filter(fd: &OwnedFd, code: &mut [libc::sock_filter]) -> Result<(), Errno> {
+    let fprog = libc::sock_fprog {
+        len: len16(code.len()),
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: fd is an open socket; fprog points at `code`, which outlives
+    // the call (the kernel copies the program), and the length passed is
+    // the size of the sock_fprog it points at.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            (&raw const fprog).cast(),
+            socklen::<libc::sock_fprog>(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+pub(crate) fn socklen<T>() -> libc::socklen_t {
     libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
 }
 
@@ -346,24 +369,7 @@ impl Transport {
             None,
         )
         .map_err(err("open packet socket"))?;
-        let mut code = filter();
-        let fprog = libc::sock_fprog {
-            len: len16(code.len()),
-            filter: code.as_mut_ptr(),
-        };
-        // SAFETY: fd is an open socket; fprog points at `code`, which
-        // outlives the call (the kernel copies the program), and the length
-        // passed is the size of the sock_fprog it points at.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_ATTACH_FILTER,
-                (&raw const fprog).cast(),
-                socklen::<libc::sock_fprog>(),
-            )
-        };
-        Errno::result(rc).map_err(err("attach socket filter"))?;
+        attach_filter(&fd, &mut filter()).map_err(err("attach socket filter"))?;
         socket::bind(fd.as_raw_fd(), &link_addr(ifindex, [0; 6]))
             .map_err(err("bind packet socket"))?;
         let packet = register(fd).map_err(|source| SocketError::Io {
