@@ -21,7 +21,7 @@
 //!    - nobody answered: wait, saying so on the console, until a member
 //!      answers or a bootstrap request arrives.
 //! 3. once etcd runs as a learner, [`promote`] asks the other members to
-//!    promote it every 2 s; etcd refuses until the learner's log has
+//!    promote it every second; etcd refuses until the learner's log has
 //!    caught up with the leader's ("can only promote a learner member
 //!    which is in sync with leader").
 //!
@@ -56,10 +56,12 @@ use super::args::{ClusterState, Plan, Seed, Start};
 use super::rejoin::{self, Answer, Seen};
 use super::{health, wal};
 
-/// How long to wait between two rounds of asking the seeds.
-pub const RETRY: Duration = Duration::from_secs(3);
-/// How often a learner asks to be promoted.
-pub const PROMOTE_EVERY: Duration = Duration::from_secs(2);
+/// How long to wait between two rounds of asking the seeds: a node that
+/// waits notices a bootstrapped cluster (the VIP answering) within this.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How often a learner asks to be promoted (etcd refuses until it has
+/// caught up; a refusal costs one request).
+pub const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 /// How often the console repeats that a node is still waiting (or still a
 /// learner).
 const REMIND_EVERY: Duration = Duration::from_secs(60);
@@ -283,6 +285,7 @@ pub struct Waiting<'a> {
 pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Start, JoinError> {
     let mut asked: Option<BootstrapRequest> = None;
     let mut reminded: Option<Instant> = None;
+    let mut learner_busy = false;
     loop {
         let known = read_peers(&peers_file(plan));
         let has_data = rejoin::has_data(&plan.data_dir);
@@ -398,7 +401,22 @@ pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Star
                         .map_err(|why| JoinError::DiskMissing { why })?;
                     remove_stale(plan, &a, stale).await?;
                 }
-                return add_learner(plan, a).await;
+                match add_learner(plan, a).await {
+                    // etcd 3.5 takes one learner at a time: another node
+                    // is joining. Ask again each round (not with the
+                    // supervisor's growing backoff): it is promoted within
+                    // seconds.
+                    Err(JoinError::Add { source, .. })
+                        if source.to_string().contains("too many learner members") =>
+                    {
+                        if !learner_busy {
+                            log::info!("etcd: another node is joining as a learner (etcd takes one at a time); trying again every {} s", RETRY.as_secs());
+                            learner_busy = true;
+                        }
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    other => return other,
+                }
             }
         }
     }
