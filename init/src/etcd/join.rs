@@ -402,15 +402,19 @@ pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Star
                     remove_stale(plan, &a, stale).await?;
                 }
                 match add_learner(plan, a).await {
-                    // etcd 3.5 takes one learner at a time: another node
-                    // is joining. Ask again each round (not with the
-                    // supervisor's growing backoff): it is promoted within
-                    // seconds.
-                    Err(JoinError::Add { source, .. })
-                        if source.to_string().contains("too many learner members") =>
-                    {
+                    // etcd 3.5 takes one learner at a time ("too many
+                    // learner members in cluster"), and refuses a change
+                    // right after one ("unhealthy cluster": a member
+                    // connected for less than its strict reconfiguration
+                    // check wants): another node is joining. Ask again
+                    // each round (not with the supervisor's growing
+                    // backoff): that settles within seconds.
+                    Err(JoinError::Add { source, .. }) if busy(&source) => {
                         if !learner_busy {
-                            log::info!("etcd: another node is joining as a learner (etcd takes one at a time); trying again every {} s", RETRY.as_secs());
+                            log::info!(
+                                "etcd: another node is joining ({source}); trying again every {} s",
+                                RETRY.as_secs()
+                            );
                             learner_busy = true;
                         }
                         tokio::time::sleep(RETRY).await;
@@ -420,6 +424,12 @@ pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Star
             }
         }
     }
+}
+
+/// Whether a refused member add only means that another node is joining.
+fn busy(e: &etcd_client::Error) -> bool {
+    let text = e.to_string();
+    text.contains("too many learner members") || text.contains("unhealthy cluster")
 }
 
 /// The client URLs of every started member but `me`: who can promote it.
