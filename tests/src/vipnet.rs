@@ -275,11 +275,8 @@ impl VipNet {
     /// `<prefix>1<i>/64` on node `i` (no duplicate address detection), for
     /// an IPv6 VIP in `<prefix>/64`.
     pub fn enable_ipv6(&self, prefix: &str) {
-        let no_dad = |ns: &str, dev: &str| {
-            let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
-        };
-        no_dad(&self.hub, BRIDGE);
+        // `nodad` on each address: usable at once, without a sysctl (and
+        // the procps package it would need).
         sh(&[
             "ip",
             "-n",
@@ -292,7 +289,6 @@ impl VipNet {
             "nodad",
         ]);
         for (i, n) in self.nodes.iter().enumerate() {
-            no_dad(&n.ns, "eth0");
             let a = format!("{prefix}1{i}/64");
             sh(&["ip", "-n", &n.ns, "addr", "add", &a, "dev", "eth0", "nodad"]);
         }
