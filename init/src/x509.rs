@@ -92,6 +92,20 @@ pub enum KeyKind {
 
 /// Checks that `pem` is a CA certificate (for `machine.acceptedCAs`).
 pub fn certificate_is_ca(pem: &str, key: &str) -> Result<(), X509Error> {
+    with_ca_certificate(pem, key, |_, _| Ok(()))
+}
+
+/// Parses `pem` (named `key` in errors), checks that it is a CA
+/// certificate (basicConstraints CA), and hands its DER and parsed form to
+/// `f`.
+fn with_ca_certificate<T>(
+    pem: &str,
+    key: &str,
+    f: impl FnOnce(
+        &CertificateDer<'_>,
+        &x509_parser::certificate::X509Certificate<'_>,
+    ) -> Result<T, X509Error>,
+) -> Result<T, X509Error> {
     let der =
         CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| X509Error::BadCertificate {
             key: key.to_owned(),
@@ -107,13 +121,12 @@ pub fn certificate_is_ca(pem: &str, key: &str) -> Result<(), X509Error> {
         .ok()
         .flatten()
         .is_some_and(|b| b.value.ca);
-    if is_ca {
-        Ok(())
-    } else {
-        Err(X509Error::NotCa {
+    if !is_ca {
+        return Err(X509Error::NotCa {
             key: key.to_owned(),
-        })
+        });
     }
+    f(&der, &cert)
 }
 
 impl Ca {
@@ -125,27 +138,19 @@ impl Ca {
         crt_key: &str,
         key_key: &str,
     ) -> Result<Ca, X509Error> {
-        let der = CertificateDer::from_pem_slice(crt_pem.as_bytes()).map_err(|e| {
-            X509Error::BadCertificate {
-                key: crt_key.to_owned(),
-                reason: format!("no PEM CERTIFICATE block ({e})"),
-            }
-        })?;
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(&der).map_err(|e| X509Error::BadCertificate {
-                key: crt_key.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let is_ca = cert
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .is_some_and(|b| b.value.ca);
-        if !is_ca {
-            return Err(X509Error::NotCa {
-                key: crt_key.to_owned(),
-            });
-        }
+        with_ca_certificate(crt_pem, crt_key, |der, cert| {
+            Ca::from_parts(der, cert, crt_pem, key_pem, crt_key, key_key)
+        })
+    }
+
+    fn from_parts(
+        der: &CertificateDer<'_>,
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+        crt_pem: &str,
+        key_pem: &str,
+        crt_key: &str,
+        key_key: &str,
+    ) -> Result<Ca, X509Error> {
         let key = key_pair(key_pem, key_key)?;
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(X509Error::KeyMismatch {
@@ -158,11 +163,10 @@ impl Ca {
             validity.not_before.to_datetime(),
             validity.not_after.to_datetime(),
         );
-        let issuer =
-            Issuer::from_ca_cert_der(&der, key).map_err(|e| X509Error::BadCertificate {
-                key: crt_key.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let issuer = Issuer::from_ca_cert_der(der, key).map_err(|e| X509Error::BadCertificate {
+            key: crt_key.to_owned(),
+            reason: e.to_string(),
+        })?;
         Ok(Ca {
             issuer,
             crt_pem: crt_pem.to_owned(),
