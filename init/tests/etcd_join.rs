@@ -18,7 +18,6 @@ mod etcd_support;
 
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use etcd_support::*;
 use keel::etcd::health::Health;
 use keel::supervise::Reaper;
@@ -32,19 +31,6 @@ fn discovered_yaml(name: &str) -> String {
     format!(
         "machine:\n  network:\n    hostname: {name}\ncluster:\n  controlPlane:\n    endpoint: https://127.0.0.31:6443\n  etcd:\n    allowInsecure: true\n    clientOnNodeAddress: true\n    advertisedSubnets: [127.0.0.0/8]\n    extraArgs:\n      quota-backend-bytes: \"67108864\"\n"
     )
-}
-
-/// `(name, id, learner)` of every member, sorted by name.
-async fn members(endpoint: &str) -> Vec<(String, u64, bool)> {
-    let mut c = Client::connect([endpoint], None).await.unwrap();
-    let list = c.member_list().await.unwrap();
-    let mut v: Vec<(String, u64, bool)> = list
-        .members()
-        .iter()
-        .map(|m| (m.name().to_owned(), m.id(), m.is_learner()))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

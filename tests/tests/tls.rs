@@ -151,6 +151,18 @@ fn multi_document_configs_with_only_the_ca_run_etcd_over_mtls() {
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // The test key's value, read through `port` with a certificate.
+    let value = |port: u16, what: &str| {
+        ok(
+            etcdctl(
+                dir.path(),
+                port,
+                true,
+                &["get", "keel/test", "--print-value-only"],
+            ),
+            what,
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = etcdctl(
@@ -165,15 +177,7 @@ fn multi_document_configs_with_only_the_ca_run_etcd_over_mtls() {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    let got = ok(
-        etcdctl(
-            dir.path(),
-            port,
-            true,
-            &["get", "keel/test", "--print-value-only"],
-        ),
-        "get",
-    );
+    let got = value(port, "get");
     c.expect_eq(
         got.trim(),
         "through-the-vip",
@@ -230,14 +234,6 @@ fn multi_document_configs_with_only_the_ca_run_etcd_over_mtls() {
     c.expect_eq(&macs, &vec![mac_of(new.0)], "MACs after failover");
     // The value is still there, read through the VIP on the new holder.
     let port = c.node(new.0).host_port.unwrap();
-    let got = ok(
-        etcdctl(
-            dir.path(),
-            port,
-            true,
-            &["get", "keel/test", "--print-value-only"],
-        ),
-        "get after failover",
-    );
+    let got = value(port, "get after failover");
     c.expect_eq(got.trim(), "through-the-vip", "the value after failover");
 }

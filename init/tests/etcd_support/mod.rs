@@ -211,3 +211,18 @@ pub fn require_etcd() {
         etcd.display()
     );
 }
+
+/// `(name, id, learner)` of every member `endpoint` lists, sorted by name.
+pub async fn members(endpoint: &str) -> Vec<(String, u64, bool)> {
+    let mut c = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let list = c.member_list().await.unwrap();
+    let mut v: Vec<(String, u64, bool)> = list
+        .members()
+        .iter()
+        .map(|m| (m.name().to_owned(), m.id(), m.is_learner()))
+        .collect();
+    v.sort();
+    v
+}
