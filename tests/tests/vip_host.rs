@@ -61,10 +61,19 @@ fn vip_election_in_namespaces() {
         new.at - t
     );
     assert!(net.dropped_at(h, t).is_some_and(|d| d <= new.at));
-    let first_garp = net
-        .garps_since(t)
-        .into_iter()
-        .find(|g| g.1 == net.nodes[new.node].mac);
+    // The first announcement waits for one confirming read from etcd
+    // after the address is added (vip/gate.rs): a few ms, not at once.
+    let announced_by = Instant::now() + Duration::from_secs(2);
+    let first_garp = loop {
+        let g = net
+            .garps_since(t)
+            .into_iter()
+            .find(|g| g.1 == net.nodes[new.node].mac);
+        if g.is_some() || Instant::now() > announced_by {
+            break g;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(first_garp.is_some(), "the new holder announced itself");
     net.start_vip(h);
     let h = settle(&net);
