@@ -108,6 +108,23 @@ impl LogBuffer {
         (r.lines.iter().skip(skip).cloned().collect(), rx)
     }
 
+    /// The sequence number the next line will get: lines pushed later
+    /// have `seq >=` it.
+    pub fn next_seq(&self) -> u64 {
+        crate::lock(&self.ring).next_seq
+    }
+
+    /// The newest line at `level` or worse with `seq >= from`, if any kept.
+    pub fn last_at(&self, level: log::Level, from: u64) -> Option<Line> {
+        crate::lock(&self.ring)
+            .lines
+            .iter()
+            .rev()
+            .take_while(|l| l.seq >= from)
+            .find(|l| l.level <= level)
+            .cloned()
+    }
+
     /// The text of every line kept, oldest first.
     pub fn texts(&self) -> Vec<String> {
         crate::lock(&self.ring)

@@ -13,7 +13,9 @@
 //!    another member;
 //! 4. one member started on a data dir from a different cluster → a clear
 //!    cluster ID mismatch error, retried, etcd not started, the others
-//!    stay healthy.
+//!    stay healthy;
+//! 5. a member whose loopback client port is taken → etcd exits, and the
+//!    supervisor's error names etcd's reason; healthy once it is free.
 //!
 //! Needs root only for nothing in particular (loopback addresses and ports
 //! above 1024); needs the image's etcd (`make image`). Everything it starts is killed when
@@ -167,6 +169,29 @@ fn three_members_restart_rejoin_and_mismatch() {
         for (i, s) in sups[..2].iter().enumerate() {
             assert_eq!(*s.health().borrow(), Health::Healthy, "m{}", i + 1);
         }
+
+        step("5. m2's loopback client port taken: the exit names why");
+        sups[1].stop().await;
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", specs[1].local_port)).unwrap();
+        sups[1] = start(&reaper, plans[1].clone());
+        let err = eventually(
+            Duration::from_secs(15),
+            "an exit with its reason",
+            || async { sups[1].last_error().filter(|e| e.contains("etcd exited")) },
+        )
+        .await;
+        assert!(
+            err.contains("address already in use") && err.contains("restarting in"),
+            "{err}"
+        );
+        drop(squatter);
+        wait_health(
+            &sups[1],
+            Health::Healthy,
+            HEALTHY_WITHIN,
+            "m2 once the port is free",
+        )
+        .await;
         step("done");
         for s in &sups {
             s.stop().await;

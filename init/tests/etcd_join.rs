@@ -48,8 +48,13 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
     common::block_on(async move {
         let reaper = Reaper::start().unwrap();
         // The seed is <endpoint host>:<client port>: every member serves
-        // clients on its own address at 42379.
-        let specs = specs(3, 30, 42380, 42379, 42370);
+        // clients on its own address at 12379. Every port stays below the
+        // kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+        // default): a port inside it can be taken by an outgoing
+        // connection's source port while a member restarts, and a
+        // kept-alive connection keeps it (the likeliest reason a CI run saw
+        // m2 exit with status 1 at every restart for a minute).
+        let specs = specs(3, 30, 12380, 12379, 12370);
         let plans: Vec<_> = specs
             .iter()
             .map(|s| {
@@ -65,7 +70,7 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
             let through =
                 eventually(Duration::from_secs(10), "waiting", || async { s.waiting() }).await;
             assert!(
-                through.contains("127.0.0.31:42379 (cluster.controlPlane.endpoint)"),
+                through.contains("127.0.0.31:12379 (cluster.controlPlane.endpoint)"),
                 "m{}: {through}",
                 i + 1
             );
@@ -145,7 +150,7 @@ fn bootstrap_once_join_as_learners_rejoin_after_data_loss() {
         // It knows its peers now (written once it was a voter).
         let peers = keel::etcd::join::read_peers(&keel::etcd::join::peers_file(&plans[2]));
         assert!(
-            peers.contains(&"http://127.0.0.31:42379".to_owned()),
+            peers.contains(&"http://127.0.0.31:12379".to_owned()),
             "{peers:?}"
         );
 

@@ -59,6 +59,8 @@ pub enum SupervisorError {
 
 /// How long a bootstrap request waits for the supervisor's answer.
 const BOOTSTRAP_REPLY: Duration = Duration::from_secs(15);
+/// How long an exit waits for the rest of etcd's output to be read.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// What the supervisor runs and how.
 #[derive(Debug, Clone)]
@@ -279,6 +281,8 @@ enum Ended {
     Exited {
         exit: Option<Exit>,
         healthy_for: Duration,
+        /// etcd's last error line of this run.
+        said: Option<String>,
     },
     Stopped,
 }
@@ -315,14 +319,20 @@ impl Task {
             let delay = match start {
                 Ok(start) => match self.run_once(&start, &mut stop).await {
                     Ok(Ended::Stopped) => break,
-                    Ok(Ended::Exited { exit, healthy_for }) => {
+                    Ok(Ended::Exited {
+                        exit,
+                        healthy_for,
+                        said,
+                    }) => {
                         let delay = backoff.next_delay(healthy_for);
                         let how = exit.map_or("ended (status lost)".to_owned(), |e| e.to_string());
-                        let msg = format!("etcd exited: {how}; restarting in {delay:?}");
+                        let why = said.map_or(String::new(), |s| format!(" ({s})"));
+                        let msg = format!("etcd exited: {how}{why}; restarting in {delay:?}");
                         if exit == Some(Exit::Code(0)) {
                             log::warn!("{msg}");
                         } else {
                             log::error!("{msg}");
+                            lock(&self.shared).last_error = Some(msg);
                         }
                         delay
                     }
@@ -437,6 +447,7 @@ impl Task {
         );
         let (mut child, read) = self.spawn(start)?;
         let pid = child.pid;
+        let first_line = self.ring.next_seq();
         {
             let mut s = lock(&self.shared);
             s.pid = Some(pid);
@@ -444,12 +455,17 @@ impl Task {
         }
         self.event(Event::Spawned);
         let (problems_tx, mut problems) = mpsc::unbounded_channel();
-        match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
-            Ok(pipe) => {
-                tokio::spawn(output::forward(pipe, self.ring.clone(), problems_tx));
+        let forwarder = match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
+            Ok(pipe) => Some(tokio::spawn(output::forward(
+                pipe,
+                self.ring.clone(),
+                problems_tx,
+            ))),
+            Err(e) => {
+                log::error!("etcd: cannot read its output: {e}");
+                None
             }
-            Err(e) => log::error!("etcd: cannot read its output: {e}"),
-        }
+        };
         let plan = &self.settings.plan;
         let prober = tokio::spawn(health::run(
             plan.local_endpoint.clone(),
@@ -475,7 +491,7 @@ impl Task {
         let mut reported: Vec<Problem> = Vec::new();
         let ended = loop {
             tokio::select! {
-                exit = &mut child.exit => break Ended::Exited { exit: exit.ok(), healthy_for: Duration::ZERO },
+                exit = &mut child.exit => break Ended::Exited { exit: exit.ok(), healthy_for: Duration::ZERO, said: None },
                 _ = stopped(stop) => {
                     terminate(pid, &mut child.exit, self.settings.stop_timeout).await;
                     break Ended::Stopped;
@@ -527,9 +543,21 @@ impl Task {
                 if let Some(t) = healthy_since {
                     longest = longest.max(Instant::now() - t);
                 }
+                // etcd's last words (a fatal "listener failed ... address
+                // already in use", "cannot fetch cluster info ...") are the
+                // reason an operator needs next to the exit status; the pipe
+                // is read to its end first (the child is gone, so it ends
+                // at once; bounded in case a grandchild holds it open).
+                if let Some(f) = forwarder {
+                    let _ = tokio::time::timeout(OUTPUT_DRAIN, f).await;
+                }
                 Ended::Exited {
                     exit,
                     healthy_for: longest,
+                    said: self
+                        .ring
+                        .last_at(log::Level::Error, first_line)
+                        .map(|l| l.text),
                 }
             }
             Ended::Stopped => Ended::Stopped,
