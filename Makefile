@@ -80,10 +80,11 @@ bench-run: deps image
 	$(TOOLS) -p keel-image -- --floor --cache $(CACHE) --out $(BUILD)
 	$(TOOLS) -p keel-cluster --bin keel-bench-run -- --build $(BUILD) $(BENCH_ARGS)
 
-## make bench-faults: the VIP under faults on its holder in QEMU (graceful,
-## crash, freeze 12 s and 1.5 s, partition, link down; BENCH_ARGS='--rounds N
-## --kinds a,b'), an observer probing every 50 ms: failover per kind, two
-## MACs claiming at once, needless moves.
+## make bench-faults: an IPv4 and an IPv6 VIP under faults on their holder
+## in QEMU (graceful, crash, freeze 12 s and 1.5 s, partition, link down,
+## and a disk stall of etcd's leader; BENCH_ARGS='--rounds N --kinds a,b
+## --families 4,6'), an observer probing every 50 ms: failover per kind and
+## VIP, two MACs claiming at once, needless moves.
 bench-faults: deps image
 	$(TOOLS) -p keel-cluster --bin keel-bench-faults -- --build $(BUILD) $(BENCH_ARGS)
 

@@ -102,12 +102,7 @@ impl Options {
             .iter()
             .map(|node| {
                 let port = free_port()?;
-                let nic = Nic::new(format!(
-                    "user,id=api0,ipv6=off,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{}:{}",
-                    node.address,
-                    keel::api::PORT
-                ))
-                .with_mac(&node.api_mac);
+                let nic = host_nic(node, port, None);
                 Ok(NodeSetup {
                     config: Some(NodeConfig::Disk(render(
                         template,
@@ -122,6 +117,39 @@ impl Options {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(self)
+    }
+}
+
+/// Node `node`'s NIC on QEMU user networking: host port `api` on
+/// 127.0.0.1 forwarded to its node API, and `etcd` to its etcd client
+/// port, at its switch address.
+fn host_nic(node: &crate::nodes::NodeSpec, api: u16, etcd: Option<u16>) -> Nic {
+    let mut netdev = format!(
+        "user,id=api0,ipv6=off,restrict=on,hostfwd=tcp:127.0.0.1:{api}-{}:{}",
+        node.address,
+        keel::api::PORT
+    );
+    if let Some(port) = etcd {
+        netdev += &format!(",hostfwd=tcp:127.0.0.1:{port}-{}:2379", node.address);
+    }
+    Nic::new(netdev).with_mac(&node.api_mac)
+}
+
+impl Options {
+    /// Also forwards a free host port to each node's etcd client port
+    /// (the template must keep `clientOnNodeAddress`, Keel's default);
+    /// the ports, node by node, for `etcdctl --endpoints`.
+    pub fn with_etcd_forwards(mut self) -> anyhow::Result<(Options, Vec<u16>)> {
+        let mut ports = Vec::new();
+        for (setup, node) in self.setups.iter_mut().zip(&self.topology.nodes) {
+            let Some(api) = setup.api_port else {
+                bail!("{}: no API forward to add etcd's to", node.hostname);
+            };
+            let port = free_port()?;
+            setup.extra_nics = vec![host_nic(node, api, Some(port))];
+            ports.push(port);
+        }
+        Ok((self, ports))
     }
 }
 
@@ -352,6 +380,24 @@ impl Cluster {
     pub fn freeze(&self, n: usize, frozen: bool) -> anyhow::Result<()> {
         let mut q = self.vm(n)?.qmp(Duration::from_secs(10))?;
         q.execute(if frozen { "stop" } else { "cont" }, None)?;
+        Ok(())
+    }
+
+    /// Throttles node `n`'s disk with serial `serial` to `iops` operations
+    /// a second (a failing or saturated disk: etcd's fsyncs stall), or
+    /// lifts the limit with `None`. QMP `block_set_io_throttle` on the
+    /// drive's block backend (`-drive id=dN`: QEMU 7.2 still takes the
+    /// backend name as `device`).
+    pub fn throttle_disk(&self, n: usize, serial: &str, iops: Option<u64>) -> anyhow::Result<()> {
+        let setup = self.setup(n);
+        let before = usize::from(matches!(setup.config, Some(NodeConfig::Disk(_))));
+        let index = setup
+            .drives
+            .iter()
+            .position(|d| d.serial.as_deref() == Some(serial))
+            .with_context(|| format!("node{n} has no disk with serial {serial}"))?;
+        let mut q = self.vm(n)?.qmp(Duration::from_secs(10))?;
+        q.block_set_io_throttle(&format!("d{}", before + index), iops.unwrap_or(0))?;
         Ok(())
     }
 

@@ -12,9 +12,13 @@
 //! - [`cluster`]: the running nodes and the actions on them (power off,
 //!   kill, link down/up, restart); the one multi-node QEMU harness of the
 //!   workspace (the end-to-end tests build on it too).
+//! - [`disk`]: a node's `KEEL-VAR` disk.
+//! - [`faults`]: what `make bench-faults` measures in the frame record.
 
 pub mod api;
 pub mod cluster;
+pub mod disk;
+pub mod faults;
 pub mod nodes;
 pub mod pki;
 pub mod status;

@@ -1,6 +1,6 @@
 //! Who the nodes are and what config each gets.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,16 +14,22 @@ pub struct NodeSpec {
     pub hostname: String,
     pub mac: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address ([`Topology::ipv6`]).
+    pub address6: Ipv6Addr,
     /// The MAC of the node's second NIC, on QEMU user networking: the
     /// host's way to its node API (a forwarded port).
     pub api_mac: String,
 }
 
-/// The cluster's addressing: nodes at `.11`, `.12`, … of the VIP's /24.
+/// The cluster's addressing: nodes at `.11`, `.12`, … of the VIP's /24,
+/// and the same host numbers in a unique-local /64 derived from it
+/// ([`Topology::ipv6`]) for a dual-stack template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub vip: Ipv4Addr,
     pub prefix: u8,
+    /// The IPv6 VIP: the IPv4 VIP's host number in the /64.
+    pub vip6: Ipv6Addr,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -43,6 +49,7 @@ impl Topology {
                 hostname: format!("node{i}"),
                 mac: format!("52:54:00:00:{c:02x}:{:02x}", 0x10 + i),
                 address: Ipv4Addr::new(a, b, c, 10 + i),
+                address6: Topology::ipv6(vip, 10 + i),
                 api_mac: format!("52:54:00:00:06:{:02x}", 0x10 + i),
             })
             .collect();
@@ -55,8 +62,29 @@ impl Topology {
         Ok(Topology {
             vip,
             prefix: 24,
+            vip6: Topology::ipv6(vip, d),
             nodes,
         })
+    }
+
+    /// The IPv6 twin of host `host` of `vip`'s /24: fd00:AABB:CC::HOST
+    /// (RFC 4193 unique-local) with the IPv4 octets in hex and the host
+    /// number written as its decimal digits, so 10.5.0.11 → fd00:a05::11
+    /// and the VIP 10.5.0.100 → fd00:a05::100: one glance matches them.
+    pub fn ipv6(vip: Ipv4Addr, host: u8) -> Ipv6Addr {
+        let [a, b, c, _] = vip.octets();
+        // At most "255", which read as hex is 0x255: fits in 16 bits.
+        let digits = u16::from_str_radix(&host.to_string(), 16).unwrap_or(0);
+        Ipv6Addr::new(
+            0xfd00,
+            u16::from_be_bytes([a, b]),
+            u16::from(c),
+            0,
+            0,
+            0,
+            0,
+            digits,
+        )
     }
 
     /// The `initialCluster` block: one `name: https://address:2380` line
@@ -125,6 +153,8 @@ pub fn render(
         ("address", node.address.to_string()),
         ("prefix", topo.prefix.to_string()),
         ("vip", topo.vip.to_string()),
+        ("address6", node.address6.to_string()),
+        ("vip6", topo.vip6.to_string()),
         ("api_mac", node.api_mac.clone()),
         ("initial_cluster", topo.initial_cluster()),
         ("etcd_ca_crt", cas.etcd.crt_b64()),
@@ -226,6 +256,7 @@ mod tests {
         let cases = [
             ("{{hostname}} {{ mac }} {{address}}/{{prefix}}", Ok("node2 52:54:00:00:07:12 192.168.7.12/24")),
             ("vip {{vip}}", Ok("vip 192.168.7.50")),
+            ("{{address6}}/64 {{vip6}}", Ok("fd00:c0a8:7::12/64 fd00:c0a8:7::50")),
             ("api {{api_mac}}", Ok("api 52:54:00:00:06:12")),
             (
                 "x:\n{{initial_cluster}}\n",
@@ -296,6 +327,17 @@ mod tests {
                 &[
                     "      node3: https://10.5.0.13:2380",
                     "hardwareAddr: \"52:54:00:00:06:11\"",
+                ][..],
+                true,
+            ),
+            (
+                include_str!("../../examples/cluster-dual.yaml.tmpl"),
+                &[
+                    "      node3: https://10.5.0.13:2380",
+                    "== \"52:54:00:00:00:11\"",
+                    "address: fd00:a05::11/64",
+                    "name: fd00:a05::100",
+                    "name: 10.5.0.100",
                 ][..],
                 true,
             ),

@@ -327,6 +327,19 @@ impl Qmp {
             .map(drop)
     }
 
+    /// Limits block backend `device` (a `-drive id=`) to `iops` operations
+    /// a second, reads and writes together; 0 lifts every limit. The
+    /// guest sees a disk that got slow, not an error (QMP
+    /// `block_set_io_throttle`: every rate argument is required).
+    pub fn block_set_io_throttle(&mut self, device: &str, iops: u64) -> Result<(), QmpError> {
+        let args = json!({
+            "device": device,
+            "bps": 0, "bps_rd": 0, "bps_wr": 0,
+            "iops": iops, "iops_rd": 0, "iops_wr": 0,
+        });
+        self.execute("block_set_io_throttle", Some(args)).map(drop)
+    }
+
     /// Ends QEMU at once (the guest sees nothing). QEMU may close the socket
     /// right after, so a closed connection counts as success.
     pub fn quit(&mut self) -> Result<(), QmpError> {

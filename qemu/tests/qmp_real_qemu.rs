@@ -75,6 +75,18 @@ fn nics_drives_and_set_link_on_both_machines() {
             text.contains("var.img") && text.contains("config.iso"),
             "{text}"
         );
+        // The var disk (the first drive, backend d0) throttled to 1 IOPS
+        // and back; an unknown backend is an error naming it.
+        qmp.block_set_io_throttle("d0", 1).unwrap();
+        let block = qmp.execute("query-block", None).unwrap();
+        let d0 = block
+            .as_array()
+            .and_then(|a| a.iter().find(|b| b["device"] == "d0"))
+            .unwrap_or_else(|| panic!("{block}"));
+        assert_eq!(d0["inserted"]["iops"], 1, "{d0}");
+        qmp.block_set_io_throttle("d0", 0).unwrap();
+        let err = qmp.block_set_io_throttle("d9", 1).unwrap_err();
+        assert!(err.to_string().contains("d9"), "{err}");
         let nets = qmp
             .execute(
                 "qom-get",

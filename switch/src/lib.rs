@@ -73,6 +73,7 @@ pub mod control;
 mod egress;
 mod error;
 mod frame;
+mod nd;
 mod probe;
 mod switch;
 mod sys;
@@ -83,6 +84,7 @@ pub use frame::{
     arp_probe, arp_reply, gratuitous_arp, parse_arp, Arp, ArpOp, Ethernet, Frame, MacAddr,
     ParseMacError, ARP_LEN, ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN,
 };
+pub use nd::{link_local, neighbor_solicitation, parse_na, solicited_node, Na, ETHERTYPE_IPV6};
 pub use probe::{claims, Segment, WhoHas};
 pub use switch::{
     Injector, PortStats, Stats, Switch, SwitchOptions, HOST_MAC, MAC_AGING, MAX_FRAME,

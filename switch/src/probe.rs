@@ -1,13 +1,15 @@
-//! The one ARP "who has?" of the workspace: send an RFC 5227 probe for an
-//! address (on a VLAN, if asked), wait, and collect the replies addressed
-//! to the prober; ask again if nobody answered. Used on a [`Switch`] (the
+//! The one "who has?" of the workspace: send an RFC 5227 ARP probe for an
+//! IPv4 address, or an RFC 4861 neighbour solicitation for an IPv6 one (on
+//! a VLAN, if asked), wait, and collect the replies addressed to the
+//! prober; ask again if nobody answered. Used on a [`Switch`] (the
 //! QEMU tests, `make run`) and on any other [`Segment`] that can send a
 //! frame and show what came back (the namespace tests' Linux bridge).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use crate::frame::{arp_probe, Frame, MacAddr};
+use crate::nd::{link_local, neighbor_solicitation, parse_na};
 use crate::switch::{Switch, HOST_MAC};
 
 /// Something a frame can be sent into and whose frames are recorded.
@@ -30,7 +32,7 @@ impl Segment for Switch {
 /// A who-has question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WhoHas {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Ask on this 802.1Q VLAN.
     pub vlan: Option<u16>,
     /// How long to collect replies after each probe.
@@ -43,9 +45,9 @@ pub struct WhoHas {
 
 impl WhoHas {
     /// One probe for `ip` from [`HOST_MAC`], replies collected for `wait`.
-    pub fn new(ip: Ipv4Addr, wait: Duration) -> WhoHas {
+    pub fn new(ip: impl Into<IpAddr>, wait: Duration) -> WhoHas {
         WhoHas {
-            ip,
+            ip: ip.into(),
             vlan: None,
             wait,
             tries: 1,
@@ -68,10 +70,15 @@ impl WhoHas {
         self
     }
 
-    /// The probe frame: sender IP 0.0.0.0, so the answering hosts leave
-    /// their ARP caches alone; tagged when a VLAN is asked.
+    /// The probe frame, tagged when a VLAN is asked. ARP: sender IP
+    /// 0.0.0.0, so the answering hosts leave their ARP caches alone. ND:
+    /// from the prober's link-local address (a solicitation from `::` is
+    /// duplicate address detection, answered to all nodes).
     pub fn frame(&self) -> Vec<u8> {
-        let mut probe = arp_probe(self.ip, self.from, Ipv4Addr::UNSPECIFIED);
+        let mut probe = match self.ip {
+            IpAddr::V4(ip) => arp_probe(ip, self.from, Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(ip) => neighbor_solicitation(ip, self.from, link_local(self.from)),
+        };
         if let Some(vid) = self.vlan {
             // 802.1Q tag between the source MAC and the EtherType.
             let [hi, lo] = vid.to_be_bytes();
@@ -80,14 +87,27 @@ impl WhoHas {
         probe
     }
 
-    /// Whether `f` answers this question: an ARP reply for the address,
-    /// on the VLAN, addressed to the prober (gratuitous replies are not).
+    /// Who answers this question in `f`, if it does: an ARP reply for the
+    /// address, or a solicited neighbour advertisement, on the VLAN,
+    /// addressed to the prober (gratuitous ones are not answers).
+    pub fn answer(&self, f: &Frame) -> Option<MacAddr> {
+        if f.ethernet()?.vlan != self.vlan {
+            return None;
+        }
+        match self.ip {
+            IpAddr::V4(ip) => f
+                .arp()
+                .filter(|a| a.is_reply() && a.sender_ip == ip && a.target_mac == self.from)
+                .map(|a| a.sender_mac),
+            IpAddr::V6(ip) => parse_na(&f.bytes)
+                .filter(|na| na.solicited && na.target == ip && na.dst_mac == self.from)
+                .map(|na| na.claimant()),
+        }
+    }
+
+    /// Whether `f` answers this question ([`WhoHas::answer`]).
     pub fn is_answer(&self, f: &Frame) -> bool {
-        let on_vlan = f.ethernet().is_some_and(|e| e.vlan == self.vlan);
-        on_vlan
-            && f.arp().is_some_and(|a| {
-                a.is_reply() && a.sender_ip == self.ip && a.target_mac == self.from
-            })
+        self.answer(f).is_some()
     }
 
     /// Asks on `seg`: every reply frame, in order, from the first probe
@@ -116,7 +136,7 @@ impl WhoHas {
         let mut macs: Vec<MacAddr> = self
             .ask(seg)
             .iter()
-            .filter_map(|f| Some(f.arp()?.sender_mac))
+            .filter_map(|f| self.answer(f))
             .collect();
         macs.sort();
         macs.dedup();
@@ -124,14 +144,25 @@ impl WhoHas {
     }
 }
 
-/// Every claim of `ip` among `frames`, as (when, who): an ARP reply or a
-/// gratuitous ARP with `ip` as its sender address — what a switch hears
-/// from whoever answers for an address.
-pub fn claims(frames: &[Frame], ip: Ipv4Addr) -> Vec<(Instant, MacAddr)> {
+/// Every claim of `ip` among `frames`, as (when, who) — what a switch
+/// hears from whoever answers for an address. IPv4: an ARP reply or a
+/// gratuitous ARP with `ip` as its sender address. IPv6: a neighbour
+/// advertisement for `ip`, solicited or not.
+pub fn claims(frames: &[Frame], ip: impl Into<IpAddr>) -> Vec<(Instant, MacAddr)> {
+    let ip = ip.into();
     frames
         .iter()
-        .filter_map(|f| Some((f.at, f.arp()?)))
-        .filter(|(_, a)| a.sender_ip == ip && (a.is_reply() || a.is_gratuitous()))
-        .map(|(at, a)| (at, a.sender_mac))
+        .filter_map(|f| {
+            let who = match ip {
+                IpAddr::V4(ip) => f
+                    .arp()
+                    .filter(|a| a.sender_ip == ip && (a.is_reply() || a.is_gratuitous()))
+                    .map(|a| a.sender_mac),
+                IpAddr::V6(ip) => parse_na(&f.bytes)
+                    .filter(|na| na.target == ip)
+                    .map(|na| na.claimant()),
+            };
+            Some((f.at, who?))
+        })
         .collect()
 }

@@ -47,12 +47,7 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// forward, a leader election after a member left).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The raw disk of the persistence test: etcd's WAL pre-allocates 64 MB
-/// segments (and the next one), so a few hundred MB. Sparse on the host.
-pub const DISK_BYTES: u64 = 512 << 20;
-
-/// Where sfdisk puts the first partition (its default alignment, 1 MiB).
-pub const PARTITION_START: u64 = 2048 * 512;
+pub use keel_cluster::disk::{DISK_BYTES, PARTITION_START};
 
 /// One cluster at a time: three TCG VMs saturate this machine's two cores
 /// while they boot (docs/ARCHITECTURE.md), even if the harness runs tests in

@@ -15,13 +15,12 @@
 //! [`keel_tests::cluster`].
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use keel_tests::cluster::{
-    one_cluster, Cluster, Spec, CLIENT_TIMEOUT, DISK_BYTES, HEALTHY_TIMEOUT, PARTITION_START,
+    one_cluster, Cluster, Spec, CLIENT_TIMEOUT, HEALTHY_TIMEOUT, PARTITION_START,
 };
 use keel_tests::etcd::{retry, MemberInfo};
 use keel_tests::BOOT_TIMEOUT;
@@ -47,34 +46,6 @@ fn unique_value(what: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{what} {nanos}")
-}
-
-/// A sparse raw disk holding a GPT with one partition named `KEEL-VAR`
-/// and nothing in it: the partition Keel formats on first boot.
-fn gpt_disk_with_empty_keel_var(path: &Path) {
-    File::create(path).unwrap().set_len(DISK_BYTES).unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sfdisk (Debian package fdisk, see scripts/deps.sh)");
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            format!(
-                "label: gpt\nstart={}, type=L, name=KEEL-VAR\n",
-                PARTITION_START / 512
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-    let out = sfdisk.wait_with_output().unwrap();
-    assert!(out.status.success(), "sfdisk: {out:?}");
 }
 
 /// The ext4 superblock's magic and volume name in the disk's first
@@ -108,7 +79,7 @@ fn a_node_rebooted_with_a_keel_var_disk_keeps_its_data() {
     let _one = one_cluster();
     let disk_dir = tempfile::tempdir().unwrap();
     let disk = disk_dir.path().join("var.img");
-    gpt_disk_with_empty_keel_var(&disk);
+    keel_cluster::disk::gpt_with_empty_keel_var(&disk).unwrap();
     let mut c = Cluster::start([
         Spec {
             disk: Some(disk.clone()),

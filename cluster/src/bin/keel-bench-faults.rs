@@ -1,14 +1,18 @@
-//! `make bench-faults`: the VIP under faults on the holder, in QEMU.
+//! `make bench-faults`: the VIPs under faults, in QEMU.
 //!
 //! usage: keel-bench-faults [--build DIR] [--rounds N] [--kinds K,K,...]
-//!                          [--accel auto|tcg|kvm] [--memory MIB]
+//!                          [--families 4,6] [--accel auto|tcg|kvm] [--memory MIB]
 //!
-//! Three Keel nodes (`examples/cluster-static.yaml.tmpl`, VIP 10.5.0.100,
-//! TTL 5 s) on the switch. The host port is the observer: it sends an ARP
-//! probe for the VIP every 50 ms for the whole run, and the switch records
-//! every frame. Each round injects every kind of fault on the node holding
-//! the VIP, restores it, and waits until the cluster has settled (every
-//! node's etcd healthy, one MAC answering for 3 s):
+//! Three Keel nodes (`examples/cluster-dual.yaml.tmpl`: Talos network
+//! documents, two VIPs on one link, 10.5.0.100 and fd00:a05::100, TTL
+//! 5 s; etcd on a `KEEL-VAR` disk per node) on the switch. The host port
+//! is the observer: every 50 ms for the whole run it sends an ARP probe
+//! for the IPv4 VIP and a neighbour solicitation for the IPv6 one, and the
+//! switch records every frame. Each round injects every kind of fault on
+//! the node holding a VIP (once per family, unless one fault already hit
+//! the holder of both), restores it, and waits until the cluster has
+//! settled (every node's etcd healthy, one MAC answering for each VIP for
+//! 3 s):
 //!
 //! - `graceful`: QMP `system_powerdown`, then booted again;
 //! - `crash`: QMP `quit`, then booted again;
@@ -16,35 +20,39 @@
 //! - `freeze-short`: `stop` for 1.5 s, then `cont`;
 //! - `partition`: its switch port cut off from the other nodes (not from
 //!   the observer, which sees both sides) for 15 s;
-//! - `link-down`: QMP `set_link` off for 15 s.
+//! - `link-down`: QMP `set_link` off for 15 s;
+//! - `disk-stall`: the etcd leader's (not the holder's) `KEEL-VAR` disk
+//!   throttled to 1 IOPS for TTL + 5 s (QMP `block_set_io_throttle`), once
+//!   per round; every VIP is measured.
 //!
-//! Claims of the VIP are ARP replies and gratuitous ARPs with the VIP as
-//! sender. Per kind it prints n, the median and max failover (fault → the
-//! first claim by another MAC), and two measures of two holders:
-//! **overlap** (a MAC claiming the VIP while another MAC's claims are
-//! still going on: claims of one MAC less than [`GAP`] apart form one
-//! holding interval; overlap is where intervals of two MACs intersect),
-//! and **shared windows** (probe windows of 50 ms in which two MACs
-//! claimed, which also counts a clean hand-over that happens to fall
-//! inside one window). Needless moves are changes of the answering MAC
-//! while no fault was under way.
+//! Claims of a VIP are ARP replies and gratuitous ARPs with the VIP as
+//! sender, and neighbour advertisements for it. Per kind and family it
+//! prints n, the median and max failover (fault → the first claim by
+//! another MAC), and two measures of two holders: **overlap** (a MAC
+//! claiming the VIP while another MAC's claims are still going on) and
+//! **shared windows** (probe windows in which two MACs claimed), see
+//! [`keel_cluster::faults`]. Needless moves are changes of the answering
+//! MAC while no fault was under way, or of a VIP whose holder no fault
+//! hit.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use keel_cluster::api::Statuses;
+use keel_cluster::faults::{claims, measure, median_max, moves, secs, Outcome};
 use keel_cluster::nodes::Cas;
 use keel_cluster::{Cluster, Image, Options, Topology};
-use keel_qemu::Accel;
-use keel_switch::{Frame, MacAddr, WhoHas, HOST_MAC};
+use keel_qemu::{Accel, Drive};
+use keel_switch::{MacAddr, WhoHas};
 
 const USAGE: &str = "usage: keel-bench-faults [--build DIR] [--rounds N] [--kinds K,K,...]
-                         [--accel auto|tcg|kvm] [--memory MIB]
-kinds: graceful, crash, freeze, freeze-short, partition, link-down";
+                         [--families 4,6] [--accel auto|tcg|kvm] [--memory MIB]
+kinds: graceful, crash, freeze, freeze-short, partition, link-down, disk-stall";
 
 const KINDS: &[&str] = &[
     "graceful",
@@ -53,27 +61,31 @@ const KINDS: &[&str] = &[
     "freeze-short",
     "partition",
     "link-down",
+    "disk-stall",
 ];
+const TEMPLATE: &str = "examples/cluster-dual.yaml.tmpl";
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 100);
 const TTL: Duration = Duration::from_secs(5);
 const PROBE: Duration = Duration::from_millis(50);
-/// Claims of one MAC closer than this belong to one holding interval.
-const GAP: Duration = Duration::from_millis(300);
+/// The serial of each node's etcd disk.
+const VAR_SERIAL: &str = "keel-var";
+/// etcd-client's etcdctl, fetched beside the image's etcd.
+const ETCDCTL: &str = "build/cache/etcd-client/usr/bin/etcdctl";
 
 struct Args {
     build: PathBuf,
     rounds: usize,
     kinds: Vec<String>,
+    families: Vec<u8>,
     accel: Accel,
     memory: u32,
 }
 
-/// One fault's outcome.
-struct Outcome {
-    failover: Option<Duration>,
-    overlap: Duration,
-    overlap_events: usize,
-    shared_windows: usize,
+/// One fault's outcome for one VIP.
+struct Sample {
+    /// The fault hit the node that held this VIP.
+    hit: bool,
+    outcome: Outcome,
 }
 
 fn main() {
@@ -89,6 +101,7 @@ fn parse_args() -> anyhow::Result<Args> {
         build: PathBuf::from("build"),
         rounds: 3,
         kinds: KINDS.iter().map(|k| (*k).to_owned()).collect(),
+        families: vec![4, 6],
         accel: Accel::Auto,
         memory: 512,
     };
@@ -103,6 +116,18 @@ fn parse_args() -> anyhow::Result<Args> {
                     bail!("unknown kind {k:?}\n{USAGE}");
                 }
             }
+            Long("families") => {
+                a.families = p
+                    .value()?
+                    .string()?
+                    .split(',')
+                    .map(|f| match f {
+                        "4" => Ok(4),
+                        "6" => Ok(6),
+                        _ => bail!("--families {f:?}: expected 4, 6 or 4,6\n{USAGE}"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
             Long("accel") => a.accel = p.value()?.parse()?,
             Long("memory") => a.memory = p.value()?.parse()?,
             Long("help") => {
@@ -115,19 +140,72 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The bench's state: the cluster, its APIs, the VIPs.
+struct Bench {
+    c: Cluster,
+    statuses: Statuses,
+    /// Both VIPs (both are configured; `--families` picks which ones the
+    /// faults aim at).
+    vips: Vec<IpAddr>,
+    load: Load,
+}
+
+/// Writes into etcd while a disk stalls: an idle etcd hardly touches its
+/// disk (lease renewals and linearizable reads are not written), while a
+/// control plane's API server writes all the time.
+struct Load {
+    etcdctl: PathBuf,
+    ca: PathBuf,
+    crt: PathBuf,
+    key: PathBuf,
+    /// Host ports forwarded to each node's etcd, node by node.
+    ports: Vec<u16>,
+}
+
+impl Load {
+    /// Puts a key every 100 ms through node `via` until `stop`; returns
+    /// (puts that succeeded, puts that failed or timed out).
+    fn run(&self, via: usize, stop: &AtomicBool) -> (usize, usize) {
+        let endpoint = format!("https://127.0.0.1:{}", self.ports[via - 1]);
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            let put = std::process::Command::new(&self.etcdctl)
+                .arg(format!("--endpoints={endpoint}"))
+                .arg("--cacert")
+                .arg(&self.ca)
+                .arg("--cert")
+                .arg(&self.crt)
+                .arg("--key")
+                .arg(&self.key)
+                .args(["--command-timeout=2s", "put", "keel-bench/load"])
+                .arg((ok + failed).to_string())
+                .output();
+            match put {
+                Ok(o) if o.status.success() => ok += 1,
+                _ => failed += 1,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (ok, failed)
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
     let dir = args.build.join("bench-faults");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
-    let template = std::fs::read_to_string("examples/cluster-static.yaml.tmpl")
-        .context("read examples/cluster-static.yaml.tmpl (run from the repository)")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let template = std::fs::read_to_string(TEMPLATE)
+        .with_context(|| format!("read {TEMPLATE} (run from the repository)"))?;
+    let topology = Topology::new(3, VIP)?;
+    let vips = vec![IpAddr::V4(VIP), IpAddr::V6(topology.vip6)];
     let opts = Options {
         image: Image::Keel,
         build: args.build.clone(),
         dir: dir.clone(),
-        topology: Topology::new(3, VIP)?,
+        topology,
         setups: Vec::new(),
         accel: args.accel,
         memory_mib: args.memory,
@@ -137,10 +215,29 @@ fn run() -> anyhow::Result<()> {
         etcd: keel_cluster::pki::Ca::load_or_make(&opts.dir)?,
         machine: keel_cluster::pki::machine_ca(&opts.dir)?,
     };
-    let opts = opts.with_template(&template, &cas)?;
-    let mut cluster = Cluster::start(opts)?;
+    let (client_crt, client_key) = cas.etcd.client_files(&dir)?;
+    let (mut opts, etcd_ports) = opts.with_template(&template, &cas)?.with_etcd_forwards()?;
+    for (i, setup) in opts.setups.iter_mut().enumerate() {
+        let disk = dir.join(format!("node{}.var.img", i + 1));
+        keel_cluster::disk::gpt_with_empty_keel_var(&disk)?;
+        setup.drives.push(Drive::new(disk).with_serial(VAR_SERIAL));
+    }
+    let cluster = Cluster::start(opts)?;
+    let ports: Vec<u16> = (1..=cluster.len())
+        .filter_map(|n| cluster.api_port(n))
+        .collect();
+    let (creds, _) = keel_cluster::pki::talosconfig(
+        &dir,
+        &cas.machine,
+        ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+    )?;
+    let statuses = keel_cluster::api::watch(&creds, &ports)?;
     println!(
-        "keel-bench-faults: 3 nodes, VIP {VIP}, TTL {} s, accelerator {:?}, consoles in {}",
+        "keel-bench-faults: 3 nodes, VIPs {}, TTL {} s, accelerator {:?}, consoles in {}",
+        vips.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" and "),
         TTL.as_secs(),
         cluster.accel,
         dir.display()
@@ -148,58 +245,150 @@ fn run() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {
         let (inj, stop) = (cluster.switch.injector(), stop.clone());
-        let probe = WhoHas::new(VIP, PROBE).frame();
+        let probes: Vec<Vec<u8>> = vips
+            .iter()
+            .map(|ip| WhoHas::new(*ip, PROBE).frame())
+            .collect();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let _ = inj.inject(&probe);
+                for p in &probes {
+                    let _ = inj.inject(p);
+                }
                 std::thread::sleep(PROBE);
             }
         })
     };
-    let mut results: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut b = Bench {
+        c: cluster,
+        statuses,
+        vips,
+        load: Load {
+            etcdctl: PathBuf::from(ETCDCTL),
+            ca: dir.join("etcd-ca.crt"),
+            crt: client_crt,
+            key: client_key,
+            ports: etcd_ports,
+        },
+    };
+    let mut results: BTreeMap<(String, IpAddr), Vec<Sample>> = BTreeMap::new();
     let mut needless = 0;
-    let outcome = (|| -> anyhow::Result<()> {
-        let mut quiet_from = settle(&cluster, Duration::from_secs(300))?;
-        for round in 1..=args.rounds {
-            for kind in &args.kinds {
-                needless += moves(&claims_of(&cluster.switch.frames_since(quiet_from)));
-                let h = holder(&cluster)?;
-                let t = Instant::now();
-                fault(&mut cluster, kind, h)?;
-                quiet_from = settle(&cluster, Duration::from_secs(300))?;
-                let o = measure(&cluster.switch.frames_since(t), t, mac_of(&cluster, h)?);
-                println!(
-                    "round {round} {kind:<12} node{h}: failover {}, overlap {} ms in {} events, shared windows {}",
-                    o.failover.map_or("none".into(), secs),
-                    o.overlap.as_millis(),
-                    o.overlap_events,
-                    o.shared_windows
-                );
-                results.entry(kind.clone()).or_default().push(o);
-            }
-        }
-        needless += moves(&claims_of(&cluster.switch.frames_since(quiet_from)));
-        Ok(())
-    })();
+    let outcome = rounds(&mut b, &args, &mut results, &mut needless);
     stop.store(true, Ordering::Relaxed);
     let _ = prober.join();
     outcome?;
-    report(&results, needless);
-    cluster.shutdown();
+    report(&b, &results, needless);
+    b.c.shutdown();
     Ok(())
 }
 
-/// Injects `kind` on node `h` and restores it.
-fn fault(c: &mut Cluster, kind: &str, h: usize) -> anyhow::Result<()> {
+/// Every round of every kind; fills `results` and counts needless moves.
+fn rounds(
+    b: &mut Bench,
+    args: &Args,
+    results: &mut BTreeMap<(String, IpAddr), Vec<Sample>>,
+    needless: &mut usize,
+) -> anyhow::Result<()> {
+    let aimed: Vec<IpAddr> = b
+        .vips
+        .iter()
+        .copied()
+        .filter(|ip| args.families.contains(&if ip.is_ipv4() { 4 } else { 6 }))
+        .collect();
+    let mut quiet_from = settle(b, Duration::from_secs(300))?;
+    for round in 1..=args.rounds {
+        for kind in &args.kinds {
+            // A disk stall aims at etcd's leader, once a round; every
+            // other kind at each aimed VIP's holder, unless a fault of
+            // this round already hit it (one node held both).
+            let stall = kind == "disk-stall";
+            for aim in aimed.iter().take(if stall { 1 } else { aimed.len() }) {
+                let done = results
+                    .get(&(kind.clone(), *aim))
+                    .map_or(0, |v| v.iter().filter(|s| s.hit || stall).count());
+                if done >= round {
+                    continue;
+                }
+                for ip in &b.vips {
+                    *needless += moves(&claims(&b.c.switch.frames_since(quiet_from), *ip));
+                }
+                let holders: Vec<usize> = b
+                    .vips
+                    .iter()
+                    .map(|ip| holder(&b.c, *ip))
+                    .collect::<anyhow::Result<_>>()?;
+                let h = if kind == "disk-stall" {
+                    leader(b)?
+                } else {
+                    holders[b.vips.iter().position(|ip| ip == aim).unwrap_or(0)]
+                };
+                let held: Vec<IpAddr> = b
+                    .vips
+                    .iter()
+                    .zip(&holders)
+                    .filter(|(_, n)| **n == h)
+                    .map(|(ip, _)| *ip)
+                    .collect();
+                let t = Instant::now();
+                fault(b, kind, h, &held)?;
+                quiet_from = settle(b, Duration::from_secs(300))?;
+                let frames = b.c.switch.frames_since(t);
+                for (ip, was) in b.vips.iter().zip(&holders) {
+                    let o = measure(&frames, t, *ip, mac_of(&b.c, *was)?);
+                    let hit = *was == h;
+                    println!(
+                        "round {round} {kind:<12} node{h} {:<14} held by node{was}: failover {}, overlap {} ms in {} events, shared windows {}",
+                        ip.to_string(),
+                        o.failover.map_or("none".into(), secs),
+                        o.overlap.as_millis(),
+                        o.overlap_events,
+                        o.shared_windows
+                    );
+                    // A VIP whose holder no fault hit must stay (a disk
+                    // stall of etcd's leader may touch any holder: a move
+                    // there is measured, not needless).
+                    if !hit && !stall && o.failover.is_some() {
+                        *needless += 1;
+                    }
+                    // Every VIP's overlap counts, hit or not.
+                    results
+                        .entry((kind.clone(), *ip))
+                        .or_default()
+                        .push(Sample { hit, outcome: o });
+                }
+            }
+        }
+    }
+    for ip in &b.vips {
+        *needless += moves(&claims(&b.c.switch.frames_since(quiet_from), *ip));
+    }
+    Ok(())
+}
+
+/// Injects `kind` on node `h`, which holds the VIPs `held`, and restores
+/// it.
+fn fault(b: &mut Bench, kind: &str, h: usize, held: &[IpAddr]) -> anyhow::Result<()> {
+    let c = &mut b.c;
     let port = h - 1;
     match kind {
         "graceful" | "crash" => {
+            let old = mac_of(c, h)?;
+            let t = Instant::now();
             if kind == "graceful" {
                 c.power_off(h)?;
             } else {
                 c.kill(h)?;
             }
-            wait_new_holder(c, h, TTL * 4)?;
+            // Until every VIP the node held has a new holder.
+            while t.elapsed() < TTL * 4 {
+                let frames = c.switch.frames_since(t);
+                let moved = held
+                    .iter()
+                    .all(|ip| claims(&frames, *ip).iter().any(|(_, m)| *m != old));
+                if moved {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             if let Some(vm) = c.node_vm(h) {
                 if vm
                     .wait_exit(keel_cluster::cluster::POWER_OFF_TIMEOUT)
@@ -233,6 +422,27 @@ fn fault(c: &mut Cluster, kind: &str, h: usize) -> anyhow::Result<()> {
             c.set_link(h, true)?;
             std::thread::sleep(Duration::from_secs(5));
         }
+        "disk-stall" => {
+            // Writes go through another member, which forwards them to the
+            // stalled leader (as an API server's would).
+            let via = if h == 1 { 2 } else { 1 };
+            let stop = AtomicBool::new(false);
+            let (ok, failed) = std::thread::scope(|s| {
+                let load = s.spawn(|| b.load.run(via, &stop));
+                let stalled = (|| {
+                    c.throttle_disk(h, VAR_SERIAL, Some(1))?;
+                    std::thread::sleep(TTL + Duration::from_secs(5));
+                    c.throttle_disk(h, VAR_SERIAL, None)
+                })();
+                std::thread::sleep(Duration::from_secs(10));
+                stop.store(true, Ordering::Relaxed);
+                let counts = load.join().unwrap_or((0, 0));
+                stalled.map(|()| counts)
+            })?;
+            println!(
+                "  disk-stall on node{h}: {ok} puts through node{via} succeeded, {failed} failed"
+            );
+        }
         other => bail!("unknown kind {other}"),
     }
     Ok(())
@@ -243,40 +453,44 @@ fn mac_of(c: &Cluster, n: usize) -> anyhow::Result<MacAddr> {
     node.mac.parse().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-/// The node whose MAC answers for the VIP now (exactly one).
-fn holder(c: &Cluster) -> anyhow::Result<usize> {
-    let macs = WhoHas::new(VIP, Duration::from_millis(300))
+/// The node whose MAC answers for `ip` now (exactly one).
+fn holder(c: &Cluster, ip: IpAddr) -> anyhow::Result<usize> {
+    let macs = WhoHas::new(ip, Duration::from_millis(300))
         .tries(20)
         .macs(&c.switch);
     match macs[..] {
         [m] => c.node_of(m).context("a MAC that is no node"),
-        _ => bail!("want one MAC answering for {VIP}, got {macs:?}"),
+        _ => bail!("want one MAC answering for {ip}, got {macs:?}"),
     }
 }
 
-fn wait_new_holder(c: &Cluster, old: usize, within: Duration) -> anyhow::Result<()> {
-    let (t, old) = (Instant::now(), mac_of(c, old)?);
-    while t.elapsed() < within {
-        if claims_of(&c.switch.frames_since(t))
-            .iter()
-            .any(|(_, m)| *m != old)
-        {
-            return Ok(());
+/// The node whose etcd leads, as its node API says.
+fn leader(b: &Bench) -> anyhow::Result<usize> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        let leaders: Vec<usize> = (1..=b.c.len())
+            .filter(|n| b.statuses.get(*n).is_some_and(|s| s.etcd.is_leader))
+            .collect();
+        if let [n] = leaders[..] {
+            return Ok(n);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(500));
     }
-    bail!("no new holder within {within:?}")
+    bail!("no single etcd leader in the nodes' API answers within 30 s")
 }
 
 /// Waits until every node runs with etcd healthy and one MAC has answered
-/// alone for 3 s; returns when.
-fn settle(c: &Cluster, within: Duration) -> anyhow::Result<Instant> {
+/// alone for each VIP for 3 s; returns when.
+fn settle(b: &Bench, within: Duration) -> anyhow::Result<Instant> {
     let t = Instant::now();
     while t.elapsed() < within {
-        let healthy = (1..=c.len()).all(|n| c.status(n).etcd == "healthy");
+        let healthy = (1..=b.c.len()).all(|n| b.c.status(n).etcd == "healthy");
         let since = Instant::now() - Duration::from_secs(3);
-        let recent = claims_of(&c.switch.frames_since(since));
-        let one = !recent.is_empty() && recent.iter().all(|(_, m)| *m == recent[0].1);
+        let frames = b.c.switch.frames_since(since);
+        let one = b.vips.iter().all(|ip| {
+            let recent = claims(&frames, *ip);
+            !recent.is_empty() && recent.iter().all(|(_, m)| *m == recent[0].1)
+        });
         if healthy && one {
             return Ok(Instant::now());
         }
@@ -285,101 +499,45 @@ fn settle(c: &Cluster, within: Duration) -> anyhow::Result<Instant> {
     bail!("the cluster did not settle within {within:?}")
 }
 
-/// Every claim of the VIP (keel-switch's one definition).
-fn claims_of(frames: &[Frame]) -> Vec<(Instant, MacAddr)> {
-    keel_switch::claims(frames, VIP)
-}
-
-/// Changes of the claiming MAC.
-fn moves(claims: &[(Instant, MacAddr)]) -> usize {
-    claims.windows(2).filter(|w| w[0].1 != w[1].1).count()
-}
-
-/// Failover and the two measures of two holders, over `frames` from the
-/// fault at `t` on the node with MAC `old`.
-fn measure(frames: &[Frame], t: Instant, old: MacAddr) -> Outcome {
-    let cl = claims_of(frames);
-    let failover = cl.iter().find(|(_, m)| *m != old).map(|(at, _)| *at - t);
-    // Holding intervals per MAC.
-    let mut intervals: Vec<(MacAddr, Instant, Instant)> = Vec::new();
-    for (at, m) in &cl {
-        match intervals.iter_mut().rev().find(|(im, _, _)| im == m) {
-            Some(iv) if *at - iv.2 < GAP => iv.2 = *at,
-            _ => intervals.push((*m, *at, *at)),
-        }
-    }
-    let (mut overlap, mut overlap_events) = (Duration::ZERO, 0);
-    for (i, a) in intervals.iter().enumerate() {
-        for b in &intervals[i + 1..] {
-            if a.0 == b.0 {
-                continue;
-            }
-            let (start, end) = (a.1.max(b.1), a.2.min(b.2));
-            if start <= end {
-                overlap_events += 1;
-                overlap += end - start;
-            }
-        }
-    }
-    // Probe windows: from each probe the observer sent to the next.
-    let probes: Vec<Instant> = frames
-        .iter()
-        .filter(|f| f.src() == Some(HOST_MAC) && f.arp().is_some_and(|a| a.is_request()))
-        .map(|f| f.at)
-        .collect();
-    let shared_windows = probes
-        .windows(2)
-        .filter(|w| {
-            let mut in_window = cl
-                .iter()
-                .filter(|(at, _)| *at >= w[0] && *at < w[1])
-                .map(|(_, m)| *m);
-            let first = in_window.next();
-            in_window.any(|m| Some(m) != first)
-        })
-        .count();
-    Outcome {
-        failover,
-        overlap,
-        overlap_events,
-        shared_windows,
-    }
-}
-
-fn report(results: &BTreeMap<String, Vec<Outcome>>, needless: usize) {
-    println!("\nper kind (TTL {} s):", TTL.as_secs());
+fn report(b: &Bench, results: &BTreeMap<(String, IpAddr), Vec<Sample>>, needless: usize) {
     println!(
-        "  {:<13} {:>3} {:>10} {:>10} {:>15} {:>14}",
-        "kind", "n", "median", "max", "overlap events", "shared windows"
+        "\nper kind and VIP (TTL {} s; n: faults on the VIP's holder, of all measured):",
+        TTL.as_secs()
+    );
+    println!(
+        "  {:<13} {:<14} {:>6} {:>6} {:>10} {:>10} {:>15} {:>14}",
+        "kind", "VIP", "n", "moved", "median", "max", "overlap events", "shared windows"
     );
     let (mut events, mut total, mut shared) = (0, Duration::ZERO, 0);
     for kind in KINDS {
-        let Some(v) = results.get(*kind) else {
-            continue;
-        };
-        let mut f: Vec<Duration> = v.iter().filter_map(|o| o.failover).collect();
-        f.sort();
-        let med = f.get(f.len() / 2).map_or("-".into(), |d| secs(*d));
-        let max = f.last().map_or("-".into(), |d| secs(*d));
-        let ev: usize = v.iter().map(|o| o.overlap_events).sum();
-        let ms: Duration = v.iter().map(|o| o.overlap).sum();
-        let sw: usize = v.iter().map(|o| o.shared_windows).sum();
-        println!(
-            "  {kind:<13} {:>3} {med:>10} {max:>10} {:>9} ({:>3} ms) {sw:>14}",
-            v.len(),
-            ev,
-            ms.as_millis()
-        );
-        events += ev;
-        total += ms;
-        shared += sw;
+        for ip in &b.vips {
+            let Some(v) = results.get(&((*kind).to_owned(), *ip)) else {
+                continue;
+            };
+            let on_holder: Vec<&Sample> = v.iter().filter(|s| s.hit).collect();
+            let (med, max) = median_max(
+                on_holder
+                    .iter()
+                    .filter_map(|s| s.outcome.failover)
+                    .collect(),
+            );
+            let moved = v.iter().filter(|s| s.outcome.failover.is_some()).count();
+            let ev: usize = v.iter().map(|s| s.outcome.overlap_events).sum();
+            let ms: Duration = v.iter().map(|s| s.outcome.overlap).sum();
+            let sw: usize = v.iter().map(|s| s.outcome.shared_windows).sum();
+            println!(
+                "  {kind:<13} {:<14} {:>6} {moved:>6} {med:>10} {max:>10} {ev:>9} ({:>3} ms) {sw:>14}",
+                ip.to_string(),
+                format!("{}/{}", on_holder.len(), v.len()),
+                ms.as_millis()
+            );
+            events += ev;
+            total += ms;
+            shared += sw;
+        }
     }
     println!(
         "overlap: {events} events, {} ms in total; shared probe windows: {shared}; needless moves: {needless}",
         total.as_millis()
     );
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
 }
