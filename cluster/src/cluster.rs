@@ -261,7 +261,16 @@ impl Cluster {
         if let Some(old) = self.vms[n - 1].take() {
             let _ = old.kill();
             let name = format!("node{n} boot {}", self.boots[n - 1]);
-            self.earlier.push((name, old.serial_log()));
+            let log = old.serial_log();
+            // Kept on disk too, beside the console that starts over: what
+            // a node said before a power-off is what explains a failover.
+            let kept = self.opts.dir.join(format!(
+                "{}.boot{}.console.log",
+                node.hostname,
+                self.boots[n - 1]
+            ));
+            let _ = std::fs::write(kept, &log);
+            self.earlier.push((name, log));
         }
         let mut append = format!("{APPEND} {} {}", self.opts.append, setup.append);
         let mut drives = Vec::new();

@@ -38,6 +38,19 @@ pub fn moves(claims: &[(Instant, MacAddr)]) -> usize {
     claims.windows(2).filter(|w| w[0].1 != w[1].1).count()
 }
 
+/// Holding intervals: (MAC, first claim, last claim), claims of one MAC
+/// less than [`GAP`] apart forming one, in order of their first claim.
+pub fn intervals(claims: &[(Instant, MacAddr)]) -> Vec<(MacAddr, Instant, Instant)> {
+    let mut out: Vec<(MacAddr, Instant, Instant)> = Vec::new();
+    for (at, m) in claims {
+        match out.iter_mut().rev().find(|(im, _, _)| im == m) {
+            Some(iv) if *at - iv.2 < GAP => iv.2 = *at,
+            _ => out.push((*m, *at, *at)),
+        }
+    }
+    out
+}
+
 /// The observer's probes for `ip` among `frames` (ARP requests or
 /// neighbour solicitations from [`HOST_MAC`]), as times.
 fn probes(frames: &[Frame], ip: IpAddr) -> Vec<Instant> {
@@ -61,14 +74,7 @@ pub fn measure(frames: &[Frame], t: Instant, ip: IpAddr, old: MacAddr) -> Outcom
         .iter()
         .find(|(_, m)| *m != old)
         .map(|(at, _)| at.saturating_duration_since(t));
-    // Holding intervals per MAC.
-    let mut intervals: Vec<(MacAddr, Instant, Instant)> = Vec::new();
-    for (at, m) in &cl {
-        match intervals.iter_mut().rev().find(|(im, _, _)| im == m) {
-            Some(iv) if *at - iv.2 < GAP => iv.2 = *at,
-            _ => intervals.push((*m, *at, *at)),
-        }
-    }
+    let intervals = intervals(&cl);
     let (mut overlap, mut overlap_events) = (Duration::ZERO, 0);
     for (i, a) in intervals.iter().enumerate() {
         for b in &intervals[i + 1..] {

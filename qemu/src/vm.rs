@@ -319,6 +319,12 @@ pub struct VmConfig {
     pub drives: Vec<Drive>,
     /// `-no-reboot`: a guest reboot makes QEMU exit.
     pub no_reboot: bool,
+    /// A virtio RNG (host `/dev/urandom`): the guest's entropy at boot, as
+    /// a CPU's RDRAND gives it on real hardware and libvirt's default
+    /// `<rng>` device in a VM. Without it a TCG guest (QEMU's default CPU
+    /// has no RDRAND) waits seconds for the kernel's CRNG, and anything
+    /// that makes a key or a TLS handshake waits with it.
+    pub rng: bool,
     /// Appended verbatim at the end.
     pub extra_args: Vec<String>,
 }
@@ -340,6 +346,7 @@ impl Default for VmConfig {
             nics: Vec::new(),
             drives: Vec::new(),
             no_reboot: false,
+            rng: true,
             extra_args: Vec::new(),
         }
     }
@@ -417,6 +424,11 @@ impl VmConfig {
         }
         for (i, drive) in self.drives.iter().enumerate() {
             drive.render(i, &mut a);
+        }
+        if self.rng {
+            // After the NICs and disks: their PCI slots, and so the
+            // guest's predictable link names, stay what they were.
+            a.extend(["-device".into(), "virtio-rng-pci".into()]);
         }
         if self.no_reboot {
             a.push("-no-reboot".into());

@@ -15,7 +15,10 @@
 //! 3 s):
 //!
 //! - `graceful`: QMP `system_powerdown`, then booted again;
-//! - `crash`: QMP `quit`, then booted again;
+//! - `crash`: QMP `quit`, then booted again (Keel keeps etcd's raft
+//!   leadership off a holder, so this is a holder that follows);
+//! - `crash-leader`: the same right after `etcdctl move-leader` made the
+//!   holder the raft leader (before Keel hands it on);
 //! - `freeze`: QMP `stop` for 12 s (> 2 × TTL), then `cont`;
 //! - `freeze-short`: `stop` for 1.5 s, then `cont`;
 //! - `partition`: its switch port cut off from the other nodes (not from
@@ -44,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keel_cluster::api::Statuses;
-use keel_cluster::faults::{claims, measure, median_max, moves, secs, Outcome};
+use keel_cluster::faults::{claims, intervals, measure, median_max, moves, secs, Outcome};
 use keel_cluster::nodes::Cas;
 use keel_cluster::{Cluster, Image, Options, Topology};
 use keel_qemu::{Accel, Drive};
@@ -52,11 +55,12 @@ use keel_switch::{MacAddr, WhoHas};
 
 const USAGE: &str = "usage: keel-bench-faults [--build DIR] [--rounds N] [--kinds K,K,...]
                          [--families 4,6] [--accel auto|tcg|kvm] [--memory MIB]
-kinds: graceful, crash, freeze, freeze-short, partition, link-down, disk-stall";
+kinds: graceful, crash, crash-leader, freeze, freeze-short, partition, link-down, disk-stall";
 
 const KINDS: &[&str] = &[
     "graceful",
     "crash",
+    "crash-leader",
     "freeze",
     "freeze-short",
     "partition",
@@ -163,21 +167,52 @@ struct Load {
 }
 
 impl Load {
+    /// etcdctl with the client certificate, for node `via`'s endpoint or
+    /// every node's.
+    fn etcdctl(&self, via: Option<usize>) -> std::process::Command {
+        let endpoints: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| via.is_none_or(|n| n == i + 1))
+            .map(|(_, p)| format!("https://127.0.0.1:{p}"))
+            .collect();
+        let mut cmd = std::process::Command::new(&self.etcdctl);
+        cmd.arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.crt)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--command-timeout=2s");
+        cmd
+    }
+
+    /// Makes member `id` (hex) the raft leader (etcdctl finds the leader
+    /// among the endpoints and asks it).
+    fn move_leader(&self, id: &str) -> anyhow::Result<()> {
+        let out = self
+            .etcdctl(None)
+            .args(["move-leader", id])
+            .output()
+            .context("run etcdctl")?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        // Already the leader is fine too.
+        if !out.status.success() && !text.contains("already leader") {
+            bail!("etcdctl move-leader {id}: {}", text.trim());
+        }
+        Ok(())
+    }
+
     /// Puts a key every 100 ms through node `via` until `stop`; returns
     /// (puts that succeeded, puts that failed or timed out).
     fn run(&self, via: usize, stop: &AtomicBool) -> (usize, usize) {
-        let endpoint = format!("https://127.0.0.1:{}", self.ports[via - 1]);
         let (mut ok, mut failed) = (0, 0);
         while !stop.load(Ordering::Relaxed) {
-            let put = std::process::Command::new(&self.etcdctl)
-                .arg(format!("--endpoints={endpoint}"))
-                .arg("--cacert")
-                .arg(&self.ca)
-                .arg("--cert")
-                .arg(&self.crt)
-                .arg("--key")
-                .arg(&self.key)
-                .args(["--command-timeout=2s", "put", "keel-bench/load"])
+            let put = self
+                .etcdctl(Some(via))
+                .args(["put", "keel-bench/load"])
                 .arg((ok + failed).to_string())
                 .output();
             match put {
@@ -328,6 +363,11 @@ fn rounds(
                     .filter(|(_, n)| **n == h)
                     .map(|(ip, _)| *ip)
                     .collect();
+                if kind == "crash-leader" {
+                    b.load.move_leader(&etcd_id(b, h)?)?;
+                }
+                let leads =
+                    kind == "crash-leader" || b.statuses.get(h).is_some_and(|s| s.etcd.is_leader);
                 let t = Instant::now();
                 fault(b, kind, h, &held)?;
                 quiet_from = settle(b, Duration::from_secs(300))?;
@@ -336,13 +376,25 @@ fn rounds(
                     let o = measure(&frames, t, *ip, mac_of(&b.c, *was)?);
                     let hit = *was == h;
                     println!(
-                        "round {round} {kind:<12} node{h} {:<14} held by node{was}: failover {}, overlap {} ms in {} events, shared windows {}",
+                        "round {round} {kind:<12} node{h}{} {:<14} held by node{was}: failover {}, overlap {} ms in {} events, shared windows {}",
+                        if leads { " (etcd leader)" } else { "" },
                         ip.to_string(),
                         o.failover.map_or("none".into(), secs),
                         o.overlap.as_millis(),
                         o.overlap_events,
                         o.shared_windows
                     );
+                    if o.overlap_events > 0 {
+                        // Who claimed when, to tell what overlapped.
+                        for (mac, from, to) in intervals(&claims(&frames, *ip)) {
+                            println!(
+                                "    {mac} node{}: {:.3} s .. {:.3} s",
+                                b.c.node_of(mac).unwrap_or(0),
+                                from.saturating_duration_since(t).as_secs_f64(),
+                                to.saturating_duration_since(t).as_secs_f64()
+                            );
+                        }
+                    }
                     // A VIP whose holder no fault hit must stay (a disk
                     // stall of etcd's leader may touch any holder: a move
                     // there is measured, not needless).
@@ -370,7 +422,7 @@ fn fault(b: &mut Bench, kind: &str, h: usize, held: &[IpAddr]) -> anyhow::Result
     let c = &mut b.c;
     let port = h - 1;
     match kind {
-        "graceful" | "crash" => {
+        "graceful" | "crash" | "crash-leader" => {
             let old = mac_of(c, h)?;
             let t = Instant::now();
             if kind == "graceful" {
@@ -462,6 +514,14 @@ fn holder(c: &Cluster, ip: IpAddr) -> anyhow::Result<usize> {
         [m] => c.node_of(m).context("a MAC that is no node"),
         _ => bail!("want one MAC answering for {ip}, got {macs:?}"),
     }
+}
+
+/// Node `n`'s etcd member ID (hex), as its node API says.
+fn etcd_id(b: &Bench, n: usize) -> anyhow::Result<String> {
+    b.statuses
+        .get(n)
+        .and_then(|s| s.etcd.id)
+        .with_context(|| format!("node{n}'s API names no etcd member ID"))
 }
 
 /// The node whose etcd leads, as its node API says.

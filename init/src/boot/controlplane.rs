@@ -263,6 +263,9 @@ pub struct Vips {
     tasks: Vec<JoinHandle<()>>,
     /// The pause watchdog the elections listen to (`vip/pause.rs`).
     watchdog: JoinHandle<()>,
+    /// Keeps etcd's leadership off this node while it holds a VIP
+    /// (`vip/leadership.rs`).
+    leadership: JoinHandle<()>,
     states: Vec<(IpAddr, watch::Receiver<vip::VipState>)>,
 }
 
@@ -284,6 +287,7 @@ impl Vips {
     /// signal, has released its VIP and resigned; called before etcd is
     /// stopped.
     pub async fn stopped(self) {
+        self.leadership.abort();
         for t in self.tasks {
             let _ = tokio::time::timeout(VIP_STOP_TIMEOUT, t).await;
         }
@@ -311,8 +315,8 @@ fn start_vips(
         .unwrap_or_default();
     let identity = format!("{hostname}/{}", etcd.member);
     let healthy = healthy_watch(etcd.sup.health());
-    let (paused_tx, paused) = watch::channel(0u64);
-    let watchdog = tokio::spawn(vip::pause::watch("/sys".into(), paused_tx));
+    let (dog, paused) = vip::pause::Watchdog::new("/sys".into());
+    let watchdog = tokio::spawn(dog.clone().run());
     let mut states = Vec::new();
     let tasks = vips
         .into_iter()
@@ -328,6 +332,7 @@ fn start_vips(
                     etcd_healthy: healthy.clone(),
                     stop: stop.clone(),
                     paused: paused.clone(),
+                    watchdog: Some(dog.clone()),
                 },
             );
             let mut stop = stop.clone();
@@ -355,9 +360,16 @@ fn start_vips(
             })
         })
         .collect();
+    let leadership = tokio::spawn(vip::leadership::run(
+        etcd.sup.clone(),
+        etcd.endpoint.clone(),
+        etcd.tls.clone(),
+        states.clone(),
+    ));
     Some(Vips {
         tasks,
         watchdog,
+        leadership,
         states,
     })
 }

@@ -283,12 +283,13 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
             tokio::sync::watch::channel(crate::vip::VipState::WaitingForEtcd);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let (paused_tx, paused) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(crate::vip::pause::watch("/sys".into(), paused_tx));
+        let (watchdog, paused) = crate::vip::pause::Watchdog::new("/sys".into());
+        tokio::spawn(watchdog.clone().run());
         let inputs = crate::vip::Inputs {
             etcd_healthy,
             stop,
             paused,
+            watchdog: Some(watchdog),
         };
         let mut task = tokio::spawn(crate::vip::run(params, endpoint, None, inputs, state_tx));
         loop {

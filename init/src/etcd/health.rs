@@ -231,6 +231,9 @@ async fn attempt(
     r
 }
 
+/// The probe interval while etcd has not answered yet.
+pub const STARTING_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How long to wait before the one retry of a failed probe.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -250,12 +253,23 @@ pub async fn run(
 ) {
     let mut client: Option<Client> = None;
     let mut last_error: Option<String> = None;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_at = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::time::sleep_until(next_at).await;
+        // Until the member first answers (or while it is a learner waiting
+        // for its promotion), ask often: the VIP elections and the
+        // promotion wait for this state, and every probe interval lost
+        // here is boot time.
+        let waiting = matches!(*state.borrow(), Health::Starting | Health::Learner);
+        next_at += if waiting {
+            interval.min(STARTING_INTERVAL)
+        } else {
+            interval
+        };
+        next_at = next_at.max(tokio::time::Instant::now());
         let mut result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
-        if result.is_err() {
+        // A failure changes nothing while starting: no retry needed then.
+        if result.is_err() && !waiting {
             tokio::time::sleep(RETRY_AFTER).await;
             result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
         }

@@ -54,6 +54,9 @@ pub struct Inputs {
     /// Counts the pauses of this node (`pause.rs`): a change drops a VIP
     /// held.
     pub paused: watch::Receiver<u64>,
+    /// The watchdog behind `paused`, sampled once more right before
+    /// anything is sent for the VIP (None: no RTC to read, as in tests).
+    pub watchdog: Option<super::pause::Watchdog>,
 }
 
 /// Runs the election for `p` against the local etcd member at `endpoint`

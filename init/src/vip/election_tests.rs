@@ -311,6 +311,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         etcd_healthy,
         stop,
         paused,
+        watchdog: None,
     };
     let stopper = async {
         sleep(run_for).await;

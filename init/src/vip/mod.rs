@@ -20,11 +20,16 @@
 //! (`term.rs`) never resigns or revokes before the address is confirmed
 //! gone from every link: an address that will not go keeps the lease, and
 //! the last resort is a reboot.
+//!
+//! A holder also keeps etcd's raft leadership away from itself
+//! ([`leadership`]), so its crash costs one TTL, not a leader election and
+//! a lease extension on top.
 
 pub mod announce;
 mod election;
 pub mod fence;
 pub mod gate;
+pub mod leadership;
 pub mod ops;
 pub mod pause;
 pub mod record;

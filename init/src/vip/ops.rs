@@ -344,6 +344,10 @@ impl TermOps for EtcdTerm {
     }
 
     async fn resign_stale(&mut self) {
+        // Nothing recorded (the first term of a boot): no read to wait for.
+        if !super::record::any_other(&self.record, &self.name, &self.identity, self.lease) {
+            return;
+        }
         let prefix = format!("{}/", self.name);
         let opts = GetOptions::new().with_prefix();
         let Ok(resp) = within("get", RESIGN_TIMEOUT, self.client.get(prefix, Some(opts))).await

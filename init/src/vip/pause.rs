@@ -14,8 +14,9 @@
 //! since_epoch`, whole seconds), which keeps counting through a pause —
 //! it is a separate, battery-backed counter on bare metal, and QEMU's
 //! emulated RTC follows the host's clock by default (`-rtc clock=host`).
-//! Sampled every [`SAMPLE`] against CLOCK_MONOTONIC: the offset between
-//! the two moves by the length of a pause.
+//! Sampled every [`SAMPLE`] against CLOCK_MONOTONIC, and again right
+//! before every answer or announcement for a VIP: the offset between the
+//! two moves by the length of a pause.
 //!
 //! What it catches and misses:
 //! - catches a pause of [`THRESHOLD`] + 1 s or more always, and most
@@ -34,6 +35,7 @@
 //! server's time (its responses carry no clock).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -96,29 +98,67 @@ fn rtc_path(sys: &Path) -> PathBuf {
     sys.join("class/rtc/rtc0/since_epoch")
 }
 
-/// Watches for pauses for as long as PID 1 runs; each one found is logged
-/// and counted on `tx` (the elections drop their VIPs on a change).
-pub async fn watch(sys: PathBuf, tx: watch::Sender<u64>) {
-    if read_rtc(&sys).is_none() {
-        log::warn!(
-            "vip: no readable real-time clock at {}: a pause of this node (a frozen VM) is noticed only through etcd",
-            rtc_path(&sys).display()
-        );
-        return;
+/// The watchdog: the detector, the clock it counts from, and where pauses
+/// are counted. Cloned into each election, which also samples it right
+/// before it sends anything for a VIP ([`Watchdog::paused_now`]).
+#[derive(Clone)]
+pub struct Watchdog {
+    sys: PathBuf,
+    state: Arc<Mutex<(Detector, Instant)>>,
+    tx: Arc<watch::Sender<u64>>,
+}
+
+impl Watchdog {
+    /// A watchdog reading the RTC under `sys`, and the counter of pauses
+    /// it finds (the elections drop their VIPs on a change).
+    pub fn new(sys: PathBuf) -> (Watchdog, watch::Receiver<u64>) {
+        let (tx, rx) = watch::channel(0);
+        let w = Watchdog {
+            sys,
+            state: Arc::new(Mutex::new((Detector::default(), Instant::now()))),
+            tx: Arc::new(tx),
+        };
+        (w, rx)
     }
-    let start = Instant::now();
-    let mut d = Detector::default();
-    let mut tick = tokio::time::interval(SAMPLE);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(rtc) = read_rtc(&sys) else { continue };
-        if let Some(p) = d.sample(rtc, start.elapsed()) {
+
+    /// Samples the RTC now; true when it reveals a pause (logged and
+    /// counted). An election calls this right before it answers or
+    /// announces: a confirmation from etcd that arrived just before a
+    /// pause is stale after it, and the periodic sample may come up to
+    /// [`SAMPLE`] later. One sysfs read (the CMOS RTC's driver may wait
+    /// out an update cycle, under 10 ms, once a second).
+    pub fn paused_now(&self) -> bool {
+        let Some(rtc) = read_rtc(&self.sys) else {
+            return false;
+        };
+        let found = {
+            let mut st = crate::lock(&self.state);
+            let mono = st.1.elapsed();
+            st.0.sample(rtc, mono)
+        };
+        let Some(p) = found else { return false };
+        log::warn!(
+            "vip: this node was paused for about {:.1} s (the real-time clock moved on while the monotonic clock stood still): dropping every VIP before anything else",
+            p.as_secs_f64()
+        );
+        self.tx.send_modify(|n| *n += 1);
+        true
+    }
+
+    /// Samples every [`SAMPLE`] for as long as PID 1 runs.
+    pub async fn run(self) {
+        if read_rtc(&self.sys).is_none() {
             log::warn!(
-                "vip: this node was paused for about {:.1} s (the real-time clock moved on while the monotonic clock stood still): dropping every VIP before anything else",
-                p.as_secs_f64()
+                "vip: no readable real-time clock at {}: a pause of this node (a frozen VM) is noticed only through etcd",
+                rtc_path(&self.sys).display()
             );
-            tx.send_modify(|n| *n += 1);
+            return;
+        }
+        let mut tick = tokio::time::interval(SAMPLE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.paused_now();
         }
     }
 }

@@ -46,6 +46,19 @@ pub fn has(path: &Path, election: &str, value: &str, lease: i64) -> bool {
     read(path).contains(&want)
 }
 
+/// Whether this node recorded any lease for `election` with `value` other
+/// than `except` (the term's own): when none, there is nothing stale to
+/// look for in etcd.
+pub fn any_other(path: &Path, election: &str, value: &str, except: i64) -> bool {
+    let (prefix, own) = (
+        format!("{election} {value} "),
+        format!("{election} {value} {except:x}"),
+    );
+    read(path)
+        .iter()
+        .any(|l| l.starts_with(&prefix) && *l != own)
+}
+
 fn read(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|t| t.lines().map(str::to_owned).collect())
@@ -69,6 +82,9 @@ mod tests {
         let e = "keel/vip/10.5.0.100";
         assert!(!has(&p, e, "node1/node1", 0x10));
         add(&p, e, "node1/node1", 0x10);
+        assert!(!any_other(&p, e, "node1/node1", 0x10), "only its own");
+        assert!(any_other(&p, e, "node1/node1", 0x12));
+        assert!(!any_other(&p, e, "node2/node2", 0x12));
         add(&p, "keel/vip/10.7.0.100", "node1/node1", 0x11);
         // (election, value, lease, recorded)
         let cases = [

@@ -218,6 +218,17 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         if !self.fence.valid_at(Instant::now()) {
             return;
         }
+        // A confirmation that arrived just before a pause is stale after
+        // it, and the fence, counted on the clock that stood still, cannot
+        // tell: ask the RTC now (the watchdog then drops the VIP).
+        if self
+            .inputs
+            .watchdog
+            .as_ref()
+            .is_some_and(|w| w.paused_now())
+        {
+            return;
+        }
         for item in ready {
             match item {
                 Item::Answer(a) => {

@@ -3,13 +3,18 @@
 
 use super::*;
 
+/// A kernel boot without the default RNG device, so each case below shows
+/// only what it sets.
 fn base() -> VmConfig {
-    VmConfig::boot(
-        "/b/vmlinux",
-        "/b/initramfs.cpio",
-        "console=ttyS0",
-        "/r/n0.log",
-    )
+    VmConfig {
+        rng: false,
+        ..VmConfig::boot(
+            "/b/vmlinux",
+            "/b/initramfs.cpio",
+            "console=ttyS0",
+            "/r/n0.log",
+        )
+    }
 }
 
 /// The arguments every config starts with.
@@ -31,7 +36,12 @@ fn renders_a_table_of_configs() {
     let cases = [
         Case {
             name: "defaults with kernel",
-            config: base(),
+            config: VmConfig::boot(
+                "/b/vmlinux",
+                "/b/initramfs.cpio",
+                "console=ttyS0",
+                "/r/n0.log",
+            ),
             expected: &[
                 "q35",
                 "-accel",
@@ -50,6 +60,8 @@ fn renders_a_table_of_configs() {
                 "file,id=s0,path=/r/n0.log",
                 "-serial",
                 "chardev:s0",
+                "-device",
+                "virtio-rng-pci",
             ],
         },
         Case {
