@@ -374,15 +374,52 @@ fn start_vips(
     })
 }
 
-/// True while etcd reports Healthy.
+/// Whether the elections may use etcd in state `h`, having been allowed
+/// to (`was`) before it: see [`healthy_watch`].
+fn usable(was: bool, h: Health) -> bool {
+    h == Health::Healthy || (was && h == Health::Unhealthy)
+}
+
+/// True once etcd has been healthy and for as long as it runs: a failed
+/// probe (Unhealthy) keeps it true, a restart or a stop makes it false.
+/// A probe fails while etcd elects a leader (a crashed or frozen leader,
+/// a leadership hand-over), and a holder that dropped its VIP for that
+/// would move it needlessly: what keeps a holder safe is its fence (no
+/// acknowledged keepalive within TTL − margin drops the VIP) and the gate
+/// (nothing is answered without a fresh linearizable read), both of which
+/// fail closed while etcd has no leader.
 fn healthy_watch(mut health: watch::Receiver<Health>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(*health.borrow() == Health::Healthy);
     tokio::spawn(async move {
         while health.changed().await.is_ok() {
-            let ok = *health.borrow_and_update() == Health::Healthy;
+            let ok = usable(*tx.borrow(), *health.borrow_and_update());
             tx.send_if_modified(|cur| std::mem::replace(cur, ok) != ok);
         }
         let _ = tx.send(false);
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_the_elections_use_etcd() {
+        use Health as H;
+        let cases = [
+            (false, H::Starting, false),
+            (false, H::Healthy, true),
+            (false, H::Unhealthy, false),
+            (true, H::Unhealthy, true),
+            (true, H::Healthy, true),
+            (true, H::Restarting, false),
+            (true, H::Stopped, false),
+            (true, H::Learner, false),
+            (true, H::Starting, false),
+        ];
+        for (was, h, want) in cases {
+            assert_eq!(usable(was, h), want, "{was} {h}");
+        }
+    }
 }

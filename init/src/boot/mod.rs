@@ -213,6 +213,16 @@ async fn pid1_main(
         }
     };
     config.abort();
+    // Said first: the services' stop (the VIPs, etcd) comes before the
+    // shutdown sequence, and its lines should read as part of it.
+    log::info!(
+        "shutdown: {trigger} received, going to {}: releasing the VIPs, then stopping etcd",
+        if trigger.power_off() {
+            "power off"
+        } else {
+            "reboot"
+        }
+    );
     services.stop().await;
     match reaper {
         Some(r) => shutdown::run(trigger, r).await,

@@ -106,8 +106,6 @@ fn stat_state_flags(stat: &str) -> Option<(char, u64)> {
 /// Runs the shutdown sequence and never returns.
 pub async fn run(trigger: Trigger, reaper: Reaper) -> ! {
     let power_off = trigger.power_off();
-    let verb = if power_off { "power off" } else { "reboot" };
-    log::info!("shutdown: {trigger} received, going to {verb}");
     let total = Instant::now();
 
     let t = Instant::now();

@@ -21,7 +21,6 @@ enum Call {
     /// Keepalive stream opened, observing and campaigning.
     Start,
     Keepalive,
-    Confirm,
     /// A linearizable read of the key for the gate.
     Check,
     Add,
@@ -72,8 +71,8 @@ struct Script {
     asked_at: Option<Duration>,
     /// The pause watchdog fires then.
     paused_at: Option<Duration>,
-    /// The Leader round trip after a win takes this long.
-    confirm_delay: Option<Duration>,
+    /// The campaign's key is gone by the time the win is checked.
+    gone_at_check: bool,
     /// Adding the address fails.
     add_fails: bool,
     /// Every term's campaign wins, not only the first.
@@ -246,14 +245,10 @@ impl TermOps for FakeTerm {
             .is_none_or(|t| self.start.elapsed() < t);
         if let (true, Some(tx)) = (acked, &self.events) {
             let ttl = TTL.as_secs() as i64;
-            let _ = tx.try_send(EtcdEvent::Ack { ttl });
-        }
-        true
-    }
-    async fn confirm(&mut self, _key: &HeldKey) -> bool {
-        record(&self.log, Confirm);
-        if let Some(d) = self.script.confirm_delay {
-            sleep(d).await;
+            let _ = tx.try_send(EtcdEvent::Ack {
+                ttl,
+                sent: tokio::time::Instant::now(),
+            });
         }
         true
     }
@@ -265,7 +260,7 @@ impl TermOps for FakeTerm {
             .script
             .acks_until
             .is_none_or(|t| self.start.elapsed() < t)
-            .then_some(true);
+            .then_some(!self.script.gone_at_check);
         if let Some(tx) = &self.events {
             let _ = tx.try_send(EtcdEvent::Checked { round, alive });
         }
@@ -380,7 +375,7 @@ async fn release_path_table() {
     // The first term of every winning case: lease, campaign, win, checked,
     // address added, and announced once a check started after the
     // announcement fell due confirms the lease.
-    const HOLD: &[Call] = &[Grant, Start, Confirm, Add, Check, Announce];
+    const HOLD: &[Call] = &[Grant, Start, Add, Check, Announce];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
@@ -440,7 +435,7 @@ async fn release_path_table() {
             },
             6.5,
             cat(&[
-                &[Grant, Start, Confirm, Add, Check, Keepalive, Check],
+                &[Grant, Start, Add, Check, Keepalive, Check],
                 RELEASE,
                 FOLLOWER,
             ]),
@@ -607,24 +602,36 @@ async fn address_that_never_goes_keeps_the_lease() {
     }
 }
 
-/// Defects mended on the way to the address: the fence is checked again
-/// right before the address goes on (after the Leader round trip), and a
-/// term that failed (the address could not be added) is followed by a
-/// pause, so a node that keeps failing does not flood etcd with grants.
+/// Defects mended on the way to the address: a win on a key that is gone
+/// is caught by the first check, before anything is announced, and the
+/// address comes off before the lease is given up; a term that failed (the
+/// address could not be added) is followed by a pause, so a node that
+/// keeps failing does not flood etcd with grants.
 #[tokio::test(start_paused = true)]
 async fn checks_before_the_address_and_pauses_after_failures() {
-    // The Leader answer comes after the fence (6 s - 1.2 s) has passed:
-    // never added; resigned and revoked; the next term after the pause.
-    let slow = Script {
+    let gone = Script {
         win: true,
-        confirm_delay: Some(secs(5.0)),
+        gone_at_check: true,
         ..Script::default()
     };
-    let calls = run(slow, secs(7.0)).await;
+    let calls = run(gone, secs(1.5)).await;
+    assert_safe("gone at the check", &calls);
     assert_eq!(
         folded(&calls),
-        vec![Grant, Start, Confirm, Resign, Revoke, Grant, Start, Revoke],
-        "slow confirm"
+        vec![
+            Grant,
+            Start,
+            Add,
+            Check,
+            Remove(true),
+            Holders,
+            Resign,
+            Revoke,
+            Grant,
+            Start,
+            Revoke
+        ],
+        "a win on a key that is gone"
     );
 
     let failing = Script {

@@ -49,6 +49,9 @@ const SKIP_FOR: Duration = Duration::from_secs(30);
 /// How long one transfer may take (raft gives up after an election
 /// timeout; etcd answers then).
 const MOVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a hand-over, how long the member's own view (refreshed by the
+/// health probe every 2 s) may still name this node the leader.
+const SETTLE: Duration = Duration::from_secs(4);
 
 /// One etcd member, as the member list gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +105,15 @@ pub async fn run(
     let mut client: Option<etcd_client::Client> = None;
     let mut skip: Vec<(u64, Instant)> = Vec::new();
     let mut said_none = false;
+    let mut settled_at = Instant::now();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(view) = sup.view() else { continue };
+        if Instant::now() < settled_at {
+            continue;
+        }
         if view.is_learner || view.leader == 0 || view.leader != view.id {
             said_none = false;
             continue;
@@ -161,11 +168,19 @@ pub async fn run(
             .map_or(String::new(), |m| m.name.clone());
         let started = Instant::now();
         match tokio::time::timeout(MOVE_TIMEOUT, c.move_leader(to)).await {
-            Ok(Ok(_)) => log::info!(
-                "etcd: handed raft leadership to {name} ({to:x}) in {} ms: this node holds VIP {}, and a crash of a holder that also leads would cost a leader election and a lease extension",
-                started.elapsed().as_millis(),
-                list(&mine)
-            ),
+            Ok(Ok(_)) => {
+                log::info!(
+                    "etcd: handed raft leadership to {name} ({to:x}) in {} ms: this node holds VIP {}, and a crash of a holder that also leads would cost a leader election and a lease extension",
+                    started.elapsed().as_millis(),
+                    list(&mine)
+                );
+                settled_at = Instant::now() + SETTLE;
+            }
+            // Someone else leads already (the view was a probe old).
+            Ok(Err(e)) if e.to_string().contains("not leader") => {
+                log::debug!("etcd: leadership: {e}");
+                settled_at = Instant::now() + SETTLE;
+            }
             Ok(Err(e)) => {
                 log::warn!("etcd: handing raft leadership to {name} ({to:x}) failed: {e}; not asking it again for {} s", SKIP_FOR.as_secs());
                 skip.push((to, now + SKIP_FOR));

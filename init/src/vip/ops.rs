@@ -12,7 +12,7 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use std::path::{Path, PathBuf};
 
@@ -75,9 +75,11 @@ pub struct HeldKey {
 /// What etcd tells the loop, through one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EtcdEvent {
-    /// A keepalive was acknowledged with this TTL (0: the lease is gone).
-    Ack { ttl: i64 },
-    /// The keepalive stream ended or failed.
+    /// The keepalive sent at `sent` was acknowledged with this TTL (0: the
+    /// lease is gone).
+    Ack { ttl: i64, sent: Instant },
+    /// A keepalive could not reach the local member at all (its
+    /// connection is broken).
     KeepaliveLost,
     /// The campaign returned: this node leads.
     Won(HeldKey),
@@ -105,14 +107,12 @@ pub trait TermOps {
     /// them: only leases it recorded (`record.rs`), never a key that
     /// merely carries the same value.
     async fn resign_stale(&mut self);
-    /// Opens the keepalive stream (its first keepalive acknowledged), then
-    /// starts observing and campaigning; from here on everything etcd says
-    /// comes on `events`.
+    /// Renews the lease once (acknowledged), then starts observing and
+    /// campaigning; from here on everything etcd says comes on `events`.
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError>;
-    /// Sends one keepalive; false when it could not be sent.
+    /// Sends one keepalive in the background; its acknowledgement comes on
+    /// `events` with its send time. False when it could not be sent.
     async fn keep_alive(&mut self) -> bool;
-    /// Whether `key` is the election's leader now (etcd's `Leader`).
-    async fn confirm(&mut self, key: &HeldKey) -> bool;
     /// Starts a linearizable read of `key` (in the background; the answer
     /// comes on `events` as [`EtcdEvent::Checked`] with `round`): the
     /// confirmation the gate waits for (`gate.rs`).
@@ -279,7 +279,6 @@ impl EtcdOps for EtcdClient {
             record: self.record.clone(),
             ttl: self.ttl,
             lease: 0,
-            keeper: None,
             tasks: Vec::new(),
             events: None,
         })
@@ -294,9 +293,8 @@ pub struct EtcdTerm {
     record: PathBuf,
     ttl: Duration,
     lease: i64,
-    keeper: Option<etcd_client::LeaseKeeper>,
-    /// The keepalive reader, the observer, the campaign and the checks:
-    /// dropped with the term.
+    /// The keepalives in flight, the observer, the campaign and the
+    /// checks: dropped with the term.
     tasks: Vec<JoinHandle<()>>,
     /// Where the checks answer.
     events: Option<mpsc::Sender<EtcdEvent>>,
@@ -307,6 +305,31 @@ impl Drop for EtcdTerm {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// How one renewal went.
+enum Renewal {
+    /// Answered with this TTL (0: etcd does not know the lease).
+    Acked(i64),
+    /// Not answered: no leader, a timeout, an error status.
+    Failed(String),
+    /// The connection to the local member is broken.
+    Broken(String),
+}
+
+/// One lease renewal on a keepalive stream of its own, within `limit`.
+async fn renew(mut client: Client, lease: i64, limit: Duration) -> Renewal {
+    let once = async {
+        let (_keeper, mut acks) = client.lease_keep_alive(lease).await?;
+        acks.message().await
+    };
+    match timeout(limit, once).await {
+        Ok(Ok(Some(r))) => Renewal::Acked(r.ttl()),
+        Ok(Ok(None)) => Renewal::Failed("the keepalive stream ended unanswered".into()),
+        Ok(Err(e @ etcd_client::Error::TransportError(_))) => Renewal::Broken(e.to_string()),
+        Ok(Err(e)) => Renewal::Failed(e.to_string()),
+        Err(_) => Renewal::Failed("timed out".into()),
     }
 }
 
@@ -388,29 +411,18 @@ impl TermOps for EtcdTerm {
     }
 
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
-        // etcd-client sends the first keepalive itself and waits for its
-        // answer (a lease etcd no longer knows is an error).
-        let (keeper, mut acks) = within(
-            "lease keepalive",
-            self.ttl,
-            self.client.lease_keep_alive(self.lease),
-        )
-        .await?;
-        self.keeper = Some(keeper);
-        self.events = Some(events.clone());
-        let tx = events.clone();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                let ev = match acks.message().await {
-                    Ok(Some(r)) => EtcdEvent::Ack { ttl: r.ttl() },
-                    Ok(None) | Err(_) => EtcdEvent::KeepaliveLost,
-                };
-                let lost = ev == EtcdEvent::KeepaliveLost;
-                if tx.send(ev).await.is_err() || lost {
-                    return;
-                }
+        // One renewal first: a lease etcd no longer knows fails the term
+        // before it campaigns.
+        match renew(self.client.clone(), self.lease, self.ttl).await {
+            Renewal::Acked(ttl) if ttl > 0 => {}
+            Renewal::Acked(_) => {
+                return Err(OpError("etcd lease keepalive: the lease is gone".into()))
             }
-        }));
+            Renewal::Failed(e) | Renewal::Broken(e) => {
+                return Err(OpError(format!("etcd lease keepalive: {e}")))
+            }
+        }
+        self.events = Some(events.clone());
         // Observe in a task of its own: the call itself returns only with
         // the first leader (gRPC response headers come with the first
         // message), and there may be none until this node's campaign wins.
@@ -460,18 +472,32 @@ impl TermOps for EtcdTerm {
     }
 
     async fn keep_alive(&mut self) -> bool {
-        match &mut self.keeper {
-            Some(k) => k.keep_alive().await.is_ok(),
-            None => false,
-        }
-    }
-
-    async fn confirm(&mut self, key: &HeldKey) -> bool {
-        let name = self.name.clone();
-        match within("leader", RESIGN_TIMEOUT, self.client.leader(name)).await {
-            Ok(r) => r.kv().is_some_and(|kv| kv.key() == key.key.as_slice()),
-            Err(_) => false,
-        }
+        let Some(tx) = self.events.clone() else {
+            return false;
+        };
+        // Each keepalive on a stream of its own: etcd serves one stream's
+        // requests in order, and a member forwards a renewal to the leader
+        // it knows, waiting up to 5 s for a leader that froze or crashed
+        // (server/etcdserver/v3_server.go, LeaseRenew; the peer transport's
+        // read timeout). On one long-lived stream every later keepalive
+        // would queue behind that one, past the fence; on its own stream
+        // the next one, a tick later, reaches the new leader.
+        let (client, lease, ttl) = (self.client.clone(), self.lease, self.ttl);
+        let sent = Instant::now();
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(async move {
+            let ev = match renew(client, lease, ttl).await {
+                Renewal::Acked(ttl) => EtcdEvent::Ack { ttl, sent },
+                Renewal::Broken(_) => EtcdEvent::KeepaliveLost,
+                // Transient (no leader yet, a timeout): the fence decides.
+                Renewal::Failed(e) => {
+                    log::debug!("vip: keepalive: {e}");
+                    return;
+                }
+            };
+            let _ = tx.send(ev).await;
+        }));
+        true
     }
 
     fn check(&mut self, key: &HeldKey, round: u64) {
