@@ -279,6 +279,7 @@ impl EtcdOps for EtcdClient {
             record: self.record.clone(),
             ttl: self.ttl,
             lease: 0,
+            granted: 0,
             tasks: Vec::new(),
             events: None,
         })
@@ -293,6 +294,8 @@ pub struct EtcdTerm {
     record: PathBuf,
     ttl: Duration,
     lease: i64,
+    /// The TTL etcd granted the lease, in seconds.
+    granted: i64,
     /// The keepalives in flight, the observer, the campaign and the
     /// checks: dropped with the term.
     tasks: Vec<JoinHandle<()>>,
@@ -319,14 +322,15 @@ enum Renewal {
 }
 
 /// One lease renewal on a keepalive stream of its own, within `limit`.
-async fn renew(mut client: Client, lease: i64, limit: Duration) -> Renewal {
-    let once = async {
-        let (_keeper, mut acks) = client.lease_keep_alive(lease).await?;
-        acks.message().await
-    };
-    match timeout(limit, once).await {
-        Ok(Ok(Some(r))) => Renewal::Acked(r.ttl()),
-        Ok(Ok(None)) => Renewal::Failed("the keepalive stream ended unanswered".into()),
+/// etcd-client's `lease_keep_alive` sends the first keepalive itself and
+/// reads its answer (an unknown lease is its `LeaseKeepAliveError`); a
+/// renewal refreshes the lease to the TTL it was granted with, `granted`.
+async fn renew(mut client: Client, lease: i64, granted: i64, limit: Duration) -> Renewal {
+    match timeout(limit, client.lease_keep_alive(lease)).await {
+        Ok(Ok(_)) => Renewal::Acked(granted),
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
+            Renewal::Acked(0)
+        }
         Ok(Err(e @ etcd_client::Error::TransportError(_))) => Renewal::Broken(e.to_string()),
         Ok(Err(e)) => Renewal::Failed(e.to_string()),
         Err(_) => Renewal::Failed("timed out".into()),
@@ -360,6 +364,7 @@ impl TermOps for EtcdTerm {
         let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let grant = within("lease grant", self.ttl, self.client.lease_grant(secs, None)).await?;
         self.lease = grant.id();
+        self.granted = grant.ttl();
         super::record::add(&self.record, &self.name, &self.identity, self.lease);
         // At least 1 s: the keepalive interval is derived from it, and a
         // zero period would panic tokio's interval (PID 1 must not panic).
@@ -413,7 +418,7 @@ impl TermOps for EtcdTerm {
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
         // One renewal first: a lease etcd no longer knows fails the term
         // before it campaigns.
-        match renew(self.client.clone(), self.lease, self.ttl).await {
+        match renew(self.client.clone(), self.lease, self.granted, self.ttl).await {
             Renewal::Acked(ttl) if ttl > 0 => {}
             Renewal::Acked(_) => {
                 return Err(OpError("etcd lease keepalive: the lease is gone".into()))
@@ -482,11 +487,12 @@ impl TermOps for EtcdTerm {
         // read timeout). On one long-lived stream every later keepalive
         // would queue behind that one, past the fence; on its own stream
         // the next one, a tick later, reaches the new leader.
-        let (client, lease, ttl) = (self.client.clone(), self.lease, self.ttl);
+        let (client, lease, granted, ttl) =
+            (self.client.clone(), self.lease, self.granted, self.ttl);
         let sent = Instant::now();
         self.tasks.retain(|t| !t.is_finished());
         self.tasks.push(tokio::spawn(async move {
-            let ev = match renew(client, lease, ttl).await {
+            let ev = match renew(client, lease, granted, ttl).await {
                 Renewal::Acked(ttl) => EtcdEvent::Ack { ttl, sent },
                 Renewal::Broken(_) => EtcdEvent::KeepaliveLost,
                 // Transient (no leader yet, a timeout): the fence decides.

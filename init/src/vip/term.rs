@@ -259,14 +259,16 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         loop {
             let holding = won.as_ref().is_some_and(|w| w.index.is_some());
-            let deadline = match holding {
+            // Won (confirming or holding): the fence ends the term.
+            let fenced = won.is_some();
+            let deadline = match fenced {
                 true => self.fence.deadline().unwrap_or_else(Instant::now),
                 false => far,
             };
             let announce_at = won.as_ref().map_or(far, |w| w.next_announce);
             let why = tokio::select! {
                 biased;
-                _ = sleep_until(deadline), if holding => Why::Deadline,
+                _ = sleep_until(deadline), if fenced => Why::Deadline,
                 _ = self.inputs.stop.changed() => Why::Stop,
                 r = self.inputs.etcd_healthy.changed() => {
                     if r.is_ok() && *self.inputs.etcd_healthy.borrow() {
@@ -281,6 +283,18 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     },
                     Some(EtcdEvent::Checked { round, alive: Some(true) }) => {
                         let (ready, again) = self.gate.acked(round);
+                        // The first confirmation after the win: the
+                        // address goes on, then the announcement.
+                        let confirming = won.as_ref().is_some_and(|w| w.index.is_none());
+                        if confirming && !ready.is_empty() {
+                            if let Some(why) = self.take(&mut won).await {
+                                return (why, won);
+                            }
+                            log::info!("vip {}: holder on {} (this node: {})", p.ip, p.link, p.identity);
+                            if let Some(w) = &won {
+                                set(state, VipState::Holder { since: w.since });
+                            }
+                        }
                         self.release(ready, &mut won);
                         if again {
                             self.check(&won);
@@ -296,18 +310,18 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     Some(EtcdEvent::KeepaliveLost) | None => Why::KeepaliveLost,
                     Some(EtcdEvent::ObserveLost) => Why::ObserveLost,
                     Some(EtcdEvent::CampaignFailed(e)) => Why::Failed(e),
-                    Some(EtcdEvent::Won(key)) => match self.acquire(key).await {
-                        Ok(w) => {
-                            log::info!("vip {}: holder on {} (this node: {})", p.ip, p.link, p.identity);
-                            set(state, VipState::Holder { since: w.since });
-                            won = Some(w);
-                            continue;
-                        }
-                        Err((why, w)) => {
-                            won = Some(w);
-                            why
-                        }
-                    },
+                    Some(EtcdEvent::Won(key)) => {
+                        // Nothing goes on a link before a linearizable read
+                        // of this key, started now, finds it (the gate, with
+                        // the first announcement waiting on it): Campaign
+                        // can return on a key whose lease expired while it
+                        // waited, and another node may hold the VIP then.
+                        let mut w = Won::new(key, None);
+                        w.next_announce = far;
+                        won = Some(w);
+                        self.wait(Item::Announce, &won);
+                        continue;
+                    }
                     Some(EtcdEvent::Leader { key, value }) => match &won {
                         Some(w) if w.key.key != key => Why::OtherHolder,
                         Some(_) => continue,
@@ -356,27 +370,21 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         }
     }
 
-    /// After `Campaign` returned: checks the lease and the leadership, then
-    /// adds the address. On failure the win comes back with the reason, to
-    /// be released like any other.
-    async fn acquire(&mut self, key: HeldKey) -> Result<Won, (Why, Won)> {
-        // No Leader round trip here: the address goes on `lo`, where it
-        // claims nothing on the wire, and the first announcement (like
-        // every answer) waits for a linearizable read of this key started
-        // after the win (the gate). A win on a key that is already gone
-        // (etcd 3.4's Campaign could return one) fails that read and ends
-        // the term before anything is sent, one round trip sooner for
-        // every fair win.
+    /// Adds the address once the win is confirmed, if the fence still
+    /// holds; Some(why) when the term must end (nothing added, or part of
+    /// it: `finish` then scans every link for it).
+    async fn take(&mut self, won: &mut Option<Won>) -> Option<Why> {
+        let w = won.as_mut()?;
         if !self.fence.valid_at(Instant::now()) {
-            return Err((Why::NotConfirmed, Won::new(key, None)));
+            return Some(Why::NotConfirmed);
         }
         match self.link.add(&self.p.link, self.p.ip).await {
-            Ok(index) => Ok(Won::new(key, Some(index))),
-            // Part of it may be there: `finish` scans every link for it.
-            Err(e) => Err((
-                Why::Failed(format!("cannot take it: {e}")),
-                Won::new(key, None),
-            )),
+            Ok(index) => {
+                w.index = Some(index);
+                w.since = Instant::now();
+                None
+            }
+            Err(e) => Some(Why::Failed(format!("cannot take it: {e}"))),
         }
     }
 
