@@ -73,6 +73,8 @@ struct Script {
     paused_at: Option<Duration>,
     /// The campaign's key is gone by the time the win is checked.
     gone_at_check: bool,
+    /// Checks get no answer until then (a leader election).
+    checks_fail_until: Option<Duration>,
     /// Adding the address fails.
     add_fails: bool,
     /// Every term's campaign wins, not only the first.
@@ -260,7 +262,12 @@ impl TermOps for FakeTerm {
             .script
             .acks_until
             .is_none_or(|t| self.start.elapsed() < t)
-            .then_some(!self.script.gone_at_check);
+            .then_some(!self.script.gone_at_check)
+            .filter(|_| {
+                self.script
+                    .checks_fail_until
+                    .is_none_or(|t| self.start.elapsed() >= t)
+            });
         if let Some(tx) = &self.events {
             let _ = tx.try_send(EtcdEvent::Checked { round, alive });
         }
@@ -627,6 +634,25 @@ async fn checks_before_the_address_and_pauses_after_failures() {
         folded(&calls),
         vec![Grant, Start, Check, Resign, Revoke, Grant, Start, Revoke],
         "a win on a key that is gone"
+    );
+
+    // The first checks get no answer for 0.5 s: asked again within 200 ms,
+    // not on the next keepalive tick (1.7 s), so the address is on soon.
+    let slow = Script {
+        win: true,
+        checks_fail_until: Some(secs(0.5)),
+        ..Script::default()
+    };
+    let calls = run(slow, secs(1.5)).await;
+    let added = calls
+        .iter()
+        .find(|c| c.1 == Add)
+        .map(|c| c.0 - calls[0].0)
+        .expect("added once a check answered");
+    assert!(
+        added >= secs(0.5) && added < secs(0.8),
+        "added after {added:?}: {:?}",
+        folded(&calls)
     );
 
     let failing = Script {

@@ -46,9 +46,11 @@ const EVERY: Duration = Duration::from_secs(1);
 /// A member that would not take the leadership is not asked again for
 /// this long.
 const SKIP_FOR: Duration = Duration::from_secs(30);
-/// How long one transfer may take (raft gives up after an election
-/// timeout; etcd answers then).
-const MOVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one transfer may take. A healthy transferee takes over within
+/// an election timeout (1 s by default; raft abandons the transfer after
+/// that, but etcd's `MoveLeader` waits for its context), and a member
+/// that is down never does: then the next candidate is tried.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a hand-over, how long the member's own view (refreshed by the
 /// health probe every 2 s) may still name this node the leader.
 const SETTLE: Duration = Duration::from_secs(4);

@@ -24,6 +24,8 @@ use super::{secs, VipState};
 /// retrying on every keepalive tick.
 const REMOVE_TRIES: u32 = 3;
 const REMOVE_GAP: Duration = Duration::from_millis(100);
+/// How soon a check that got no answer is asked again.
+const RECHECK: Duration = Duration::from_millis(200);
 /// How often the loud "cannot remove" line is repeated.
 const STUCK_LOG: Duration = Duration::from_secs(10);
 
@@ -256,6 +258,7 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         let mut tick = self.keepalive_tick();
         tick.tick().await; // the first tick is immediate; a keepalive was just sent
         let mut won: Option<Won> = None;
+        let mut recheck_at: Option<Instant> = None;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         loop {
             let holding = won.as_ref().is_some_and(|w| w.index.is_some());
@@ -269,6 +272,13 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
             let why = tokio::select! {
                 biased;
                 _ = sleep_until(deadline), if fenced => Why::Deadline,
+                _ = sleep_until(recheck_at.unwrap_or(far)), if recheck_at.is_some() => {
+                    recheck_at = None;
+                    if self.gate.stalled() {
+                        self.check(&won);
+                    }
+                    continue;
+                }
                 _ = self.inputs.stop.changed() => Why::Stop,
                 r = self.inputs.etcd_healthy.changed() => {
                     if r.is_ok() && *self.inputs.etcd_healthy.borrow() {
@@ -304,7 +314,14 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     // The key or its lease is gone: another node may win.
                     Some(EtcdEvent::Checked { alive: Some(false), .. }) => Why::LeaseExpired,
                     Some(EtcdEvent::Checked { round, alive: None }) => {
+                        // No answer (a leader election, a timeout): ask
+                        // again soon rather than on the next keepalive
+                        // tick, so a win or an answer is not held up by
+                        // one failed read.
                         self.gate.failed(round);
+                        if self.gate.stalled() {
+                            recheck_at = Some(Instant::now() + RECHECK);
+                        }
                         continue;
                     }
                     Some(EtcdEvent::KeepaliveLost) | None => Why::KeepaliveLost,
