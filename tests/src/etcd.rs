@@ -100,6 +100,18 @@ impl Etcd {
         }
     }
 
+    /// The name of the member this one follows as raft leader (`Status`,
+    /// then the member list).
+    pub fn leader_name(&mut self) -> Result<String> {
+        let status = self.run("status", |mut c| async move { c.status().await })?;
+        let leader = status.leader();
+        self.members()?
+            .into_iter()
+            .find(|m| m.id == leader && leader != 0)
+            .map(|m| m.name)
+            .ok_or_else(|| anyhow!("no leader known through {} ({leader:x})", self.endpoint))
+    }
+
     /// `MemberList` (linearizable: through the leader).
     pub fn members(&mut self) -> Result<Vec<MemberInfo>> {
         let resp = self.run("member list", |mut c| async move { c.member_list().await })?;
