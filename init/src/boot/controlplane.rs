@@ -317,6 +317,7 @@ fn start_vips(
     let healthy = healthy_watch(etcd.sup.health());
     let (dog, paused) = vip::pause::Watchdog::new("/sys".into());
     let watchdog = tokio::spawn(dog.clone().run());
+    let longest_ttl = vips.iter().map(|v| v.ttl).max().unwrap_or_default();
     let mut states = Vec::new();
     let tasks = vips
         .into_iter()
@@ -365,6 +366,7 @@ fn start_vips(
         etcd.endpoint.clone(),
         etcd.tls.clone(),
         states.clone(),
+        longest_ttl + Duration::from_secs(1),
     ));
     Some(Vips {
         tasks,

@@ -81,28 +81,36 @@ pub fn member_of(value: &str) -> &str {
     value.rsplit('/').next().unwrap_or(value)
 }
 
-/// What the VIP elections of this node say: the VIPs it holds, and the
-/// members that hold the others.
-fn holdings(states: &[(IpAddr, watch::Receiver<VipState>)]) -> (Vec<IpAddr>, Vec<String>) {
-    let (mut mine, mut others) = (Vec::new(), Vec::new());
+/// What the VIP elections of this node say: the VIPs it holds, the
+/// members that hold the others, and when it last won one.
+fn holdings(
+    states: &[(IpAddr, watch::Receiver<VipState>)],
+) -> (Vec<IpAddr>, Vec<String>, Option<Instant>) {
+    let (mut mine, mut others, mut last_win) = (Vec::new(), Vec::new(), None);
     for (ip, rx) in states {
         match &*rx.borrow() {
-            VipState::Holder { .. } => mine.push(*ip),
+            VipState::Holder { since } => {
+                mine.push(*ip);
+                last_win = last_win.max(Some(*since));
+            }
             VipState::Follower { leader: Some(v) } => others.push(member_of(v).to_owned()),
             _ => {}
         }
     }
-    (mine, others)
+    (mine, others, last_win)
 }
 
 /// Watches this node's etcd member and VIPs every second, and moves the
 /// leadership away while this node both leads and holds a VIP. Runs until
 /// aborted.
+/// `quiet`: how long after a win it waits (the longest VIP TTL and a
+/// second).
 pub async fn run(
     sup: Arc<Supervisor>,
     endpoint: String,
     tls: Option<ClientTls>,
     states: Vec<(IpAddr, watch::Receiver<VipState>)>,
+    quiet: Duration,
 ) {
     let mut client: Option<etcd_client::Client> = None;
     let mut skip: Vec<(u64, Instant)> = Vec::new();
@@ -120,9 +128,18 @@ pub async fn run(
             said_none = false;
             continue;
         }
-        let (mine, others) = holdings(&states);
+        let (mine, others, last_win) = holdings(&states);
         if mine.is_empty() {
             said_none = false;
+            continue;
+        }
+        // Not right after a win: the promotion that ends a hand-over
+        // renews every lease to a full TTL, including the lease of a
+        // holder of another VIP that died with the one this node just
+        // took over and whose lease was about to run out (seen in the
+        // fault bench: that VIP came 6 s late). Those leases stopped being
+        // renewed before this win, so a TTL after it they are gone.
+        if last_win.is_some_and(|t| t.elapsed() < quiet) {
             continue;
         }
         let c = match &mut client {
