@@ -50,6 +50,8 @@ pub(crate) enum Why {
     Stop,
     /// The fencing deadline passed without a newer acknowledgement.
     Deadline,
+    /// The local etcd member restarted or stopped (a failed probe alone
+    /// does not count: `boot/controlplane.rs`, `healthy_watch`).
     Unhealthy,
     /// etcd answered a keepalive with TTL 0: the lease is gone.
     LeaseExpired,
@@ -73,7 +75,7 @@ impl Why {
                 "fencing deadline passed: no keepalive acknowledged by etcd for {} s",
                 secs(granted.saturating_sub(margin(granted)))
             ),
-            Why::Unhealthy => "the local etcd member is not healthy".into(),
+            Why::Unhealthy => "the local etcd member restarted or stopped".into(),
             Why::LeaseExpired => "the lease expired in etcd".into(),
             Why::KeepaliveLost => "lost the keepalive stream to etcd".into(),
             Why::LinkDown => format!("link {} is down or gone", p.link),
