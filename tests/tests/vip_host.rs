@@ -61,8 +61,8 @@ fn vip_election_in_namespaces() {
         new.at - t
     );
     assert!(net.dropped_at(h, t).is_some_and(|d| d <= new.at));
-    // The first announcement waits for one confirming read from etcd
-    // after the address is added (vip/gate.rs): a few ms, not at once.
+    // The first announcement follows the win (itself a linearizable read
+    // of the new holder's key, vip/campaign.rs) once the address is on.
     let announced_by = Instant::now() + Duration::from_secs(2);
     let first_garp = loop {
         let g = net

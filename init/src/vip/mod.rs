@@ -26,6 +26,7 @@
 //! a lease extension on top.
 
 pub mod announce;
+mod campaign;
 mod election;
 pub mod fence;
 pub mod gate;
