@@ -183,6 +183,7 @@ async fn pid1_main(
     let modules = phases::modules(&cmdline, &node);
     let mut services = Services::new();
     let net = phases::links(&cmdline, &mut services, &node).await;
+    modules.load_deferred(cmdline.clone(), net.changed.clone());
     let hotplug_live = phases::hotplug(&mut services, uevents, &modules, &cmdline, &net);
     triggers.watch_power_buttons();
     let mut config = tokio::spawn(phases::config(

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch, Notify};
@@ -143,18 +143,76 @@ pub fn open_uevents() -> Option<UeventSocket> {
 pub struct Modules {
     index: Option<Arc<ModuleIndex>>,
     state: Arc<Mutex<coldplug::Coldplug>>,
+    /// True once a pass over every device present has run (the boot's
+    /// first pass covers only what the links need).
+    settled: Arc<watch::Sender<bool>>,
 }
+
+/// How long `/var` waits for the deferred modules before it is chosen
+/// without them (a driver whose probe hangs must not hold the boot).
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 impl Modules {
     /// One hotplug pass over devices not handled before.
     fn plug(&self, cmdline: &Cmdline) {
         if let Some(index) = &self.index {
-            plug(index, &mut lock(&self.state), cmdline, "hotplug", 4);
+            plug(
+                index,
+                &mut lock(&self.state),
+                cmdline,
+                "hotplug",
+                4,
+                &|_| true,
+            );
         }
+        self.settled.send_replace(true);
+    }
+
+    /// Loads, on a thread of its own, the modules the boot left for after
+    /// the links (`coldplug::early`); wakes `wake` when done, so a config
+    /// loop that found no disk looks again at once.
+    pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
+        let Some(index) = self.index.clone() else {
+            return;
+        };
+        let (state, settled, c) = (self.state.clone(), self.settled.clone(), cmdline.clone());
+        let spawned = std::thread::Builder::new()
+            .name("coldplug".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let r = plug(&index, &mut lock(&state), &c, "coldplug", 16, &|_| true);
+                log::info!(
+                    "modules: the rest of the hardware in {} ms ({} loaded, {} failed)",
+                    t.elapsed().as_millis(),
+                    r.loaded.len(),
+                    r.failed.len()
+                );
+                settled.send_replace(true);
+                wake.notify_one();
+            });
+        if let Err(e) = spawned {
+            log::error!("modules: cannot start the background pass: {e}; loading them now");
+            self.plug(&cmdline);
+        }
+    }
+
+    /// Whether every device present has had its modules loaded.
+    pub fn settled(&self) -> bool {
+        *self.settled.borrow()
+    }
+
+    /// Waits until [`Modules::settled`], at most `limit`; false when the
+    /// limit passed.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        let mut rx = self.settled.subscribe();
+        let settled = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
+        settled.is_ok()
     }
 }
 
-/// Phase "modules": coldplug every device present.
+/// Phase "modules": coldplug what the links need (the network
+/// controllers, the power button: `coldplug::early`); the rest follows in
+/// the background after the links phase ([`Modules::load_deferred`]).
 pub fn modules(cmdline: &Cmdline, node: &NodeState) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
@@ -165,14 +223,22 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState) -> Modules {
         }
     };
     let m = Modules {
+        settled: Arc::new(watch::channel(index.is_none()).0),
         index,
         state: Arc::default(),
     };
     let detail = match &m.index {
         Some(index) => {
-            let report = plug(index, &mut lock(&m.state), cmdline, "coldplug", 16);
+            let report = plug(
+                index,
+                &mut lock(&m.state),
+                cmdline,
+                "coldplug",
+                16,
+                &coldplug::early,
+            );
             format!(
-                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds",
+                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds; the rest after the links",
                 report.loaded.len(),
                 report.failed.len(),
                 report.no_module.len(),
@@ -196,10 +262,11 @@ fn plug(
     cmdline: &Cmdline,
     what: &str,
     max_rounds: usize,
+    wanted: &dyn Fn(&coldplug::Device) -> bool,
 ) -> coldplug::Report {
     let sys = Path::new("/sys");
     let mut loader = modules::Loader::new(index, sys, Some(cmdline));
-    let report = state.run(sys, index, &mut loader, max_rounds);
+    let report = state.run(sys, index, &mut loader, max_rounds, wanted);
     for (dev, e) in &report.failed {
         log::error!("{what} {} ({}): {e}", dev.path.display(), dev.modalias);
     }
@@ -310,16 +377,18 @@ pub async fn config(
     node: Arc<NodeState>,
 ) -> Option<Loaded> {
     let t = Phase::start("config");
+    let (m, settled) = (modules.clone(), modules.clone());
     let loaded = config::load::load_until_valid(
         settings,
         config::source::Env::default(),
         move || {
             // Fallback for a PID 1 without a uevent socket.
             if !hotplug_live.load(Ordering::SeqCst) {
-                modules.plug(&cmdline);
+                m.plug(&cmdline);
             }
         },
         || crate::net::has_ipv4_route(Path::new("/proc")),
+        move || settled.settled(),
         net.changed.clone(),
     )
     .await;
@@ -336,6 +405,14 @@ pub async fn config(
     });
     let _ = net.events.send(NetEvent::Config(l.config.clone()));
     if let Some(reaper) = &reaper {
+        // A KEEL-VAR disk behind a storage controller appears only once
+        // its modules are in.
+        if !modules.wait_settled(SETTLE_LIMIT).await {
+            log::warn!(
+                "var: the storage drivers are still loading after {} s; choosing /var without the disks they may bring",
+                SETTLE_LIMIT.as_secs()
+            );
+        }
         let controlplane = l.config.machine_type() == MachineType::Controlplane;
         controlplane::mount_var(reaper, controlplane).await;
     }

@@ -76,16 +76,20 @@ impl Reporter {
 /// link has a usable address for the URL source. `wake` cuts a retry delay
 /// short: the network manager signals it when links or leases change, so
 /// the URL is tried as soon as DHCP has an address, not seconds later.
-pub async fn load_until_valid<R, U>(
+/// While `devices_settled` is false (storage drivers still loading) a pass
+/// that found no config is not reported, and the next one follows `wake`.
+pub async fn load_until_valid<R, U, S>(
     settings: SourceSettings,
     env: Env,
     rescan: R,
     url_ready: U,
+    devices_settled: S,
     wake: Arc<tokio::sync::Notify>,
 ) -> Option<Loaded>
 where
     R: Fn() + Send + Sync + Clone + 'static,
     U: Fn() -> bool + Send + Sync + Clone + 'static,
+    S: Fn() -> bool,
 {
     let settings = Arc::new(settings);
     let seed = source::backoff::seed_from(&[env.sys_root.to_string_lossy().as_bytes()]);
@@ -163,6 +167,16 @@ where
                     }
                 },
             },
+            LoadAttempt::Failed(_) if !devices_settled() => {
+                // Storage drivers are still loading (the boot loads them
+                // after the links): the disk may not be there yet. Not a
+                // failure to report; look again when they are in.
+                tokio::select! {
+                    _ = tokio::time::sleep(LOCAL_POLL_CAP) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
+            }
             LoadAttempt::Failed(failures) => {
                 let mut report = String::from("no machine config yet; retrying:");
                 for f in &failures {
