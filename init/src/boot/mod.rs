@@ -180,7 +180,11 @@ async fn pid1_main(
     // Opened before modules load, so links and devices that appear from
     // here on are not missed: the socket queues their uevents.
     let uevents = phases::open_uevents();
-    let modules = phases::modules(&cmdline, &node);
+    let preload = match settings.searches_disks() {
+        true => crate::config::source::label::CONFIG_MODULES,
+        false => &[],
+    };
+    let modules = phases::modules(&cmdline, &node, preload);
     let mut services = Services::new();
     let net = phases::links(&cmdline, &mut services, &node).await;
     modules.load_deferred(cmdline.clone(), net.changed.clone());

@@ -211,9 +211,10 @@ impl Modules {
 }
 
 /// Phase "modules": coldplug what the links need (the network
-/// controllers, the power button: `coldplug::early`); the rest follows in
-/// the background after the links phase ([`Modules::load_deferred`]).
-pub fn modules(cmdline: &Cmdline, node: &NodeState) -> Modules {
+/// controllers, the power button: `coldplug::early`) and load `preload`
+/// (the config disk's filesystems); the rest follows in the background
+/// after the links phase ([`Modules::load_deferred`]).
+pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
         Ok(i) => Some(Arc::new(i)),
@@ -237,6 +238,17 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState) -> Modules {
                 16,
                 &coldplug::early,
             );
+            let mut loader = modules::Loader::new(index, Path::new("/sys"), Some(cmdline));
+            let mut loaded = Vec::new();
+            for name in preload {
+                match loader.load(name) {
+                    Ok(new) => loaded.extend(new),
+                    Err(e) => log::warn!("{e}; it loads on demand instead"),
+                }
+            }
+            if !loaded.is_empty() {
+                log::info!("config filesystems loaded: {}", loaded.join(" "));
+            }
             format!(
                 "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds; the rest after the links",
                 report.loaded.len(),

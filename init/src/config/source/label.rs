@@ -40,6 +40,18 @@ pub enum FsType {
     Ext4,
 }
 
+/// The modules a config disk's mount asks for, by module name: FAT with
+/// the codepage and iocharset the image's kernel defaults to (Debian:
+/// CONFIG_FAT_DEFAULT_CODEPAGE=437, CONFIG_FAT_DEFAULT_IOCHARSET="ascii";
+/// the mount fails without them), and ISO 9660. PID 1 loads them before
+/// the disks are searched: through the kernel's request_module() each is a
+/// fork and exec of the modprobe helper, and a module loaded while another
+/// driver probes asynchronously (libata's ports) waits for that probe to
+/// finish (kernel/module/main.c, do_init_module → async_synchronize_full).
+/// ext4 (a config on KEEL-VAR's filesystem type) is left to
+/// request_module: rare, and the largest of them.
+pub const CONFIG_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii", "isofs"];
+
 impl FsType {
     /// The name mount(2) takes. ext2 and ext3 share ext4's magic; the ext4
     /// driver mounts them too.

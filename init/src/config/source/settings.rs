@@ -82,6 +82,12 @@ pub struct SourceSettings {
 }
 
 impl SourceSettings {
+    /// Whether the config may come from a disk: no inline config (which
+    /// is tried first and cannot change) and loading not disabled.
+    pub fn searches_disks(&self) -> bool {
+        !self.disabled && self.inline.is_none()
+    }
+
     pub fn from_cmdline(cmdline: &Cmdline) -> Result<SourceSettings, SourceError> {
         let mut s = SourceSettings::default();
 
