@@ -28,8 +28,8 @@ const MKFS: &str = "/sbin/mke2fs";
 
 /// Mounts `/var`. Formatting goes through the reaper; a failure falls
 /// back to tmpfs, so etcd can still run (without persistence).
-pub async fn mount_var(reaper: &Reaper, controlplane: bool) {
-    let mut source = storage::choose(Path::new("/sys"), Path::new("/dev"));
+pub async fn mount_var(reaper: &Reaper, controlplane: bool, chosen: VarSource) {
+    let mut source = chosen;
     if let VarSource::Format { device } = &source {
         log::info!(
             "var: {} is an empty partition named {}; formatting it as ext4",

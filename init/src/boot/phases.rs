@@ -20,6 +20,7 @@ use crate::net::manager::{self, Event as NetEvent, Manager, Status};
 use crate::net::rtnl::Rtnl;
 use crate::node::{ConfigInfo, EtcdSlot, NodeState};
 use crate::shutdown::{button, Trigger};
+use crate::storage::{self, VarSource};
 use crate::supervise::Reaper;
 use crate::uevent::UeventSocket;
 
@@ -162,15 +163,16 @@ impl Modules {
                 cmdline,
                 "hotplug",
                 4,
-                &|_| true,
+                coldplug::Pass::All,
             );
         }
         self.settled.send_replace(true);
     }
 
-    /// Loads, on a thread of its own, the modules the boot left for after
-    /// the links (`coldplug::early`); wakes `wake` when done, so a config
-    /// loop that found no disk looks again at once.
+    /// Loads, on a thread of its own, the modules the modules phase left
+    /// (`coldplug::early`) while the links and the config phase go on;
+    /// wakes `wake` when done, so a config loop that found no disk looks
+    /// again at once.
     pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
         let Some(index) = self.index.clone() else {
             return;
@@ -180,7 +182,14 @@ impl Modules {
             .name("coldplug".into())
             .spawn(move || {
                 let t = std::time::Instant::now();
-                let r = plug(&index, &mut lock(&state), &c, "coldplug", 16, &|_| true);
+                let r = plug(
+                    &index,
+                    &mut lock(&state),
+                    &c,
+                    "coldplug",
+                    16,
+                    coldplug::Pass::All,
+                );
                 log::info!(
                     "modules: the rest of the hardware in {} ms ({} loaded, {} failed)",
                     t.elapsed().as_millis(),
@@ -213,7 +222,7 @@ impl Modules {
 /// Phase "modules": coldplug what the links need (the network
 /// controllers, the power button: `coldplug::early`) and load `preload`
 /// (the config disk's filesystems); the rest follows in the background
-/// after the links phase ([`Modules::load_deferred`]).
+/// ([`Modules::load_deferred`]).
 pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
@@ -236,7 +245,7 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
                 cmdline,
                 "coldplug",
                 16,
-                &coldplug::early,
+                coldplug::Pass::Early,
             );
             let mut loader = modules::Loader::new(index, Path::new("/sys"), Some(cmdline));
             let mut loaded = Vec::new();
@@ -250,11 +259,12 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
                 log::info!("config filesystems loaded: {}", loaded.join(" "));
             }
             format!(
-                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds; the rest after the links",
+                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds ({} ms in sysfs); the rest in the background",
                 report.loaded.len(),
                 report.failed.len(),
                 report.no_module.len(),
-                report.rounds
+                report.rounds,
+                report.scanning.as_millis()
             )
         }
         None => "no module index".into(),
@@ -274,11 +284,11 @@ fn plug(
     cmdline: &Cmdline,
     what: &str,
     max_rounds: usize,
-    wanted: &dyn Fn(&coldplug::Device) -> bool,
+    pass: coldplug::Pass,
 ) -> coldplug::Report {
     let sys = Path::new("/sys");
     let mut loader = modules::Loader::new(index, sys, Some(cmdline));
-    let report = state.run(sys, index, &mut loader, max_rounds, wanted);
+    let report = state.run(sys, index, &mut loader, max_rounds, pass);
     for (dev, e) in &report.failed {
         log::error!("{what} {} ({}): {e}", dev.path.display(), dev.modalias);
     }
@@ -307,11 +317,15 @@ pub struct Net {
 
 /// Phase "links": name the links, configure what the command line and
 /// (before any config) DHCP ask for; the manager then serves config and
-/// hotplug as a service.
-pub async fn links(cmdline: &Cmdline, services: &mut Services, node: &NodeState) -> Net {
+/// hotplug as a service. `changed` becomes [`Net::changed`].
+pub async fn links(
+    cmdline: &Cmdline,
+    services: &mut Services,
+    node: &NodeState,
+    changed: Arc<Notify>,
+) -> Net {
     let t = Phase::start("links");
     let (events, rx) = mpsc::unbounded_channel::<NetEvent>();
-    let changed = Arc::new(Notify::new());
     let rtnl = match Rtnl::connect() {
         Ok(r) => r,
         Err(e) => {
@@ -417,18 +431,28 @@ pub async fn config(
     });
     let _ = net.events.send(NetEvent::Config(l.config.clone()));
     if let Some(reaper) = &reaper {
-        // A KEEL-VAR disk behind a storage controller appears only once
-        // its modules are in.
-        if !modules.wait_settled(SETTLE_LIMIT).await {
-            log::warn!(
-                "var: the storage drivers are still loading after {} s; choosing /var without the disks they may bring",
-                SETTLE_LIMIT.as_secs()
-            );
-        }
         let controlplane = l.config.machine_type() == MachineType::Controlplane;
-        controlplane::mount_var(reaper, controlplane).await;
+        controlplane::mount_var(reaper, controlplane, choose_var(&modules).await).await;
     }
     Some(l)
+}
+
+/// Where `/var` comes from. A KEEL-VAR disk behind a storage controller
+/// appears only once its modules are in: finding none while they still
+/// load proves nothing, so then it waits for them and looks again.
+async fn choose_var(modules: &Modules) -> VarSource {
+    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
+    let first = storage::choose(sys, dev);
+    if first != VarSource::Tmpfs || modules.settled() {
+        return first;
+    }
+    if !modules.wait_settled(SETTLE_LIMIT).await {
+        log::warn!(
+            "var: the storage drivers are still loading after {} s; choosing /var without the disks they may bring",
+            SETTLE_LIMIT.as_secs()
+        );
+    }
+    storage::choose(sys, dev)
 }
 
 /// Boot is done: the control plane starts (on its own time: etcd may wait
