@@ -170,7 +170,7 @@ impl Modules {
     }
 
     /// Loads, on a thread of its own, the modules the modules phase left
-    /// (`coldplug::early`) while the links and the config phase go on;
+    /// (`coldplug::early`) while the config phase goes on;
     /// wakes `wake` when done, so a config loop that found no disk looks
     /// again at once.
     pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
@@ -222,7 +222,7 @@ impl Modules {
 /// Phase "modules": coldplug what the links need (the network
 /// controllers, the power button: `coldplug::early`) and load `preload`
 /// (the config disk's filesystems); the rest follows in the background
-/// ([`Modules::load_deferred`]).
+/// after the links phase ([`Modules::load_deferred`]).
 pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
@@ -259,7 +259,7 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
                 log::info!("config filesystems loaded: {}", loaded.join(" "));
             }
             format!(
-                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds ({} ms in sysfs); the rest in the background",
+                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds ({} ms in sysfs); the rest after the links",
                 report.loaded.len(),
                 report.failed.len(),
                 report.no_module.len(),
@@ -317,15 +317,11 @@ pub struct Net {
 
 /// Phase "links": name the links, configure what the command line and
 /// (before any config) DHCP ask for; the manager then serves config and
-/// hotplug as a service. `changed` becomes [`Net::changed`].
-pub async fn links(
-    cmdline: &Cmdline,
-    services: &mut Services,
-    node: &NodeState,
-    changed: Arc<Notify>,
-) -> Net {
+/// hotplug as a service.
+pub async fn links(cmdline: &Cmdline, services: &mut Services, node: &NodeState) -> Net {
     let t = Phase::start("links");
     let (events, rx) = mpsc::unbounded_channel::<NetEvent>();
+    let changed = Arc::new(Notify::new());
     let rtnl = match Rtnl::connect() {
         Ok(r) => r,
         Err(e) => {

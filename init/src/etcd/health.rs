@@ -104,6 +104,8 @@ pub enum ProbeError {
         #[source]
         source: etcd_client::Error,
     },
+    #[error("status from {endpoint} failed: {why}")]
+    Status { endpoint: String, why: String },
     #[error("quorum read from {endpoint} failed: {source}")]
     Read {
         endpoint: String,
@@ -189,10 +191,21 @@ pub async fn probe(
         endpoint: endpoint.to_owned(),
         timeout,
     };
-    let status = tokio::time::timeout(timeout, client.status())
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(fail)?;
+    let status = match tokio::time::timeout(timeout, client.status()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(ProbeError::Status {
+                endpoint: endpoint.to_owned(),
+                why: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(ProbeError::Status {
+                endpoint: endpoint.to_owned(),
+                why: format!("timed out after {timeout:?}"),
+            })
+        }
+    };
     let view = MemberView {
         id: status.header().map_or(0, |h| h.member_id()),
         cluster_id: status.header().map_or(0, |h| h.cluster_id()),
@@ -211,9 +224,12 @@ pub async fn probe(
     Ok(view)
 }
 
-/// One probe through `client`, connecting first when there is none; a
-/// failure drops the client, so a restarted etcd or a refused handshake
-/// does not leave a broken channel behind.
+/// One probe through `client`, connecting first when there is none. A
+/// failed Status call drops the client, so a restarted etcd or a refused
+/// handshake does not leave a broken channel behind; a failed read after a
+/// good Status (no leader yet, a leader election) keeps it: the member
+/// answered over it, and a new TLS handshake per probe cost the boot
+/// hundreds of ms on a busy 1-vCPU guest.
 async fn attempt(
     client: &mut Option<Client>,
     endpoint: &str,
@@ -225,7 +241,7 @@ async fn attempt(
         None => client.insert(connect(endpoint, tls, timeout).await?),
     };
     let r = probe(c, endpoint, timeout).await;
-    if r.is_err() {
+    if matches!(r, Err(ProbeError::Status { .. })) {
         *client = None;
     }
     r

@@ -86,7 +86,7 @@ pub const EARLY_PRUNE: &[&str] = &["devices/virtual", "devices/system"];
 /// Whether `dev` is needed before the links phase: network controllers
 /// and what leads to them, and the power button. Everything else
 /// (storage controllers and their disks, USB, sound, sensors...) loads in
-/// a second pass while the links and the config phase go on: on the q35 machine the AHCI
+/// a second pass after the links phase, alongside the config phase: on the q35 machine the AHCI
 /// controller alone held the boot 0.35 s (ahci's module init waits for
 /// its ports' asynchronous link probes, kernel/module/main.c
 /// `do_init_module` → `async_synchronize_full`).
