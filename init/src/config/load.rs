@@ -18,6 +18,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without a URL only local sources are polled: cheap, so poll often enough
 /// that a config disk plugged in by hand is picked up within seconds.
 const LOCAL_POLL_CAP: Duration = Duration::from_secs(3);
+/// How long a pass that found no config goes unreported while the storage
+/// drivers still load.
+const DEVICES_WAIT: Duration = Duration::from_secs(10);
 /// How often an unchanged failure is repeated in the log.
 const REPEAT_EVERY: Duration = Duration::from_secs(60);
 
@@ -92,6 +95,7 @@ where
     S: Fn() -> bool,
 {
     let settings = Arc::new(settings);
+    let begun = Instant::now();
     let seed = source::backoff::seed_from(&[env.sys_root.to_string_lossy().as_bytes()]);
     let mut backoff = Backoff::with_seed(seed);
     let mut reporter = Reporter {
@@ -167,10 +171,11 @@ where
                     }
                 },
             },
-            LoadAttempt::Failed(_) if !devices_settled() => {
+            LoadAttempt::Failed(_) if !devices_settled() && begun.elapsed() < DEVICES_WAIT => {
                 // Storage drivers are still loading (the boot loads them
                 // after the links): the disk may not be there yet. Not a
-                // failure to report; look again when they are in.
+                // failure to report; look again when they are in (a
+                // driver that hangs is reported after DEVICES_WAIT).
                 tokio::select! {
                     _ = tokio::time::sleep(LOCAL_POLL_CAP) => {}
                     _ = wake.notified() => {}
