@@ -42,6 +42,8 @@ pub struct Loader<'a> {
     index: &'a ModuleIndex,
     sys_root: PathBuf,
     cmdline: Option<&'a Cmdline>,
+    /// Each module gets `async_probe=1` (see [`Loader::without_async_wait`]).
+    async_probe: bool,
     done: HashSet<String>,
 }
 
@@ -54,8 +56,38 @@ impl<'a> Loader<'a> {
             index,
             sys_root: sys_root.to_path_buf(),
             cmdline,
+            async_probe: false,
             done: HashSet::new(),
         }
+    }
+
+    /// Loads each module with the generic `async_probe=1` parameter
+    /// (kernel/module/main.c, `unknown_module_param_cb`). Without it,
+    /// finit_module(2) of any module ends by waiting for every
+    /// asynchronous probe in the system (`do_init_module` →
+    /// `async_synchronize_full`): a VLAN's 8021q, requested while libata
+    /// debounced q35's empty SATA ports in the background pass, waited
+    /// ~0.4 s for them. The modules the kernel requests (a filesystem, a
+    /// link type, a protocol) are needed for what their init registers,
+    /// which still happens before finit_module returns; a driver's own
+    /// device probes merely run asynchronously.
+    pub fn without_async_wait(mut self) -> Self {
+        self.async_probe = true;
+        self
+    }
+
+    /// The parameter string for `module`: the kernel command line's
+    /// `module.param=value` ones, as modprobe(8) does, then `async_probe=1`
+    /// when asked for.
+    pub fn params(&self, module: &str) -> String {
+        let mut params = self
+            .cmdline
+            .map(|c| c.module_params(module))
+            .unwrap_or_default();
+        if self.async_probe {
+            params.push("async_probe=1".to_owned());
+        }
+        params.join(" ")
     }
 
     /// True when the kernel already has the module (loaded earlier, by the
@@ -115,10 +147,7 @@ impl<'a> Loader<'a> {
             path: path.display().to_string(),
             source,
         })?;
-        let params = self
-            .cmdline
-            .map(|c| c.module_params(module).join(" "))
-            .unwrap_or_default();
+        let params = self.params(module);
         // A parameter string cannot contain NUL: it came from /proc/cmdline,
         // which is NUL-free by construction.
         let params = CString::new(params).unwrap_or_default();
@@ -137,6 +166,30 @@ impl<'a> Loader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_from_the_command_line_and_async_probe() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("modules.dep"), "kernel/net/8021q/8021q.ko:\n").unwrap();
+        let index = ModuleIndex::load(t.path()).unwrap();
+        let sys = t.path().join("sys");
+        let cmdline = Cmdline::parse("8021q.gvrp=1 bonding.max_bonds=0 quiet");
+        // (command line, async probe, module, parameters)
+        let cases = [
+            (None, false, "8021q", ""),
+            (None, true, "8021q", "async_probe=1"),
+            (Some(&cmdline), false, "8021q", "gvrp=1"),
+            (Some(&cmdline), true, "8021q", "gvrp=1 async_probe=1"),
+            (Some(&cmdline), true, "vfat", "async_probe=1"),
+        ];
+        for (c, async_probe, module, want) in cases {
+            let mut loader = Loader::new(&index, &sys, c);
+            if async_probe {
+                loader = loader.without_async_wait();
+            }
+            assert_eq!(loader.params(module), want, "{module} {async_probe}");
+        }
+    }
 
     /// A missing .ko and one the kernel refuses each give an error naming
     /// the module and the file; the dependency chain is named too.

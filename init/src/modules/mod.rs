@@ -54,7 +54,9 @@ pub fn modprobe_main(args: &[String]) -> i32 {
         }
     };
     let cmdline = crate::cmdline::Cmdline::read(Path::new("/proc/cmdline")).ok();
-    let mut loader = Loader::new(&index, Path::new("/sys"), cmdline.as_ref());
+    // The kernel waits for what the module's init registers, not for
+    // other drivers' probes (Loader::without_async_wait).
+    let mut loader = Loader::new(&index, Path::new("/sys"), cmdline.as_ref()).without_async_wait();
     match index.resolve(name) {
         Resolved::Builtin(_) => 0,
         Resolved::Unknown => {

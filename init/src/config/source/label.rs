@@ -44,10 +44,11 @@ pub enum FsType {
 /// the codepage and iocharset the image's kernel defaults to (Debian:
 /// CONFIG_FAT_DEFAULT_CODEPAGE=437, CONFIG_FAT_DEFAULT_IOCHARSET="ascii";
 /// the mount fails without them), and ISO 9660. PID 1 loads them before
-/// the disks are searched: through the kernel's request_module() each is a
-/// fork and exec of the modprobe helper, and a module loaded while another
-/// driver probes asynchronously (libata's ports) waits for that probe to
-/// finish (kernel/module/main.c, do_init_module → async_synchronize_full).
+/// the disks are searched, in its first module pass: through the kernel's
+/// request_module() each was a fork and exec of the modprobe helper
+/// (~60 ms each under TCG), and, before the helper passed `async_probe=1`,
+/// a wait for libata's port probes in the background pass
+/// (`modules::Loader::without_async_wait`).
 /// ext4 (a config on KEEL-VAR's filesystem type) is left to
 /// request_module: rare, and the largest of them.
 pub const CONFIG_MODULES: &[&str] = &["vfat", "nls_cp437", "nls_ascii", "isofs"];
