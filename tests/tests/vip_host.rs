@@ -33,8 +33,8 @@ fn vip_election_in_namespaces() {
     let who = net.who_has(Duration::from_millis(300));
     assert_eq!(who, vec![net.nodes[h].mac], "ARP replies for the VIP");
     // The burst: 5 announcements of each form from the holder's MAC, 200
-    // ms apart (it may still be going on: the first one leaves with the
-    // win, so wait for the burst's span rather than read once).
+    // ms apart (it may still be going on: wait for the burst's span
+    // rather than read once).
     let burst_by = Instant::now() + Duration::from_secs(3);
     let (garps, requests, replies) = loop {
         let garps = net.garps_since(started);
@@ -71,8 +71,8 @@ fn vip_election_in_namespaces() {
         new.at - t
     );
     assert!(net.dropped_at(h, t).is_some_and(|d| d <= new.at));
-    // The first announcement follows the win (itself a linearizable read
-    // of the new holder's key, vip/campaign.rs) once the address is on.
+    // The first announcement waits for one confirming read from etcd
+    // after the address is added (vip/gate.rs): a few ms, not at once.
     let announced_by = Instant::now() + Duration::from_secs(2);
     let first_garp = loop {
         let g = net

@@ -87,7 +87,6 @@ pub async fn run(
         name: election_name(p.ip),
         identity: p.identity.clone(),
         record: p.record.clone(),
-        cached: tokio::sync::Mutex::new(None),
     };
     elect(&p, &RtnlLink::new(rtnl), &etcd, inputs, &state).await;
 }
@@ -120,21 +119,10 @@ pub async fn elect<L: LinkOps, E: EtcdOps>(
                 log::info!("vip {}: waiting for {what}", p.ip);
                 logged_wait = what;
             }
-            // While etcd starts, the election's connection gets ready
-            // alongside the wait (one cut short by a change of health is
-            // simply made by the term).
-            let healthy = *inputs.etcd_healthy.borrow();
-            let warm = async {
-                if !healthy {
-                    etcd.warm().await;
-                }
-                std::future::pending::<()>().await
-            };
             tokio::select! {
                 _ = inputs.stop.changed() => {}
                 _ = changed(&mut inputs.etcd_healthy) => {}
                 _ = sleep(RETRY) => {}
-                _ = warm => {}
             }
             continue;
         }
@@ -177,14 +165,14 @@ async fn term<L: LinkOps, E: EtcdOps>(
     };
     t.resign_stale().await;
     let (tx, events) = mpsc::channel(32);
+    let started = Instant::now();
     if let Err(e) = t.start(tx).await {
         t.revoke().await;
         return End::Retry(e.0);
     }
     let mut s = Session::new(p, link, t, events, inputs, granted);
-    // The grant's send time: the lease cannot expire in etcd before it +
-    // the granted TTL.
     s.fence.ack(sent, granted);
+    s.fence.ack(started, granted);
     set(state, VipState::Follower { leader: None });
     let (why, won) = s.hold(state).await;
     s.finish(why, won).await

@@ -71,7 +71,7 @@ struct Script {
     asked_at: Option<Duration>,
     /// The pause watchdog fires then.
     paused_at: Option<Duration>,
-    /// The campaign's key is gone by the time its turn comes.
+    /// The campaign's key is gone by the time the win is checked.
     gone_at_check: bool,
     /// Checks get no answer until then (a leader election).
     checks_fail_until: Option<Duration>,
@@ -200,15 +200,9 @@ impl TermOps for FakeTerm {
         // healthy followers.
         let (s, start, first) = (self.script, self.start, self.first);
         let win = (first || s.win_always) && s.win;
-        // The campaign's own linearizable read finds the key only while
-        // etcd answers and the key is there (`campaign.rs`).
-        let answers = s.acks_until.is_none_or(|t| !t.is_zero());
         let at = move |t: Duration| sleep((start + t).saturating_duration_since(Instant::now()));
         tokio::spawn(async move {
-            if win && s.gone_at_check {
-                let ev = EtcdEvent::CampaignFailed("this node's key is gone".into());
-                let _ = events.send(ev).await;
-            } else if win && answers {
+            if win {
                 let key = HeldKey {
                     key: OURS.to_vec(),
                     rev: 1,
@@ -385,11 +379,10 @@ fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
 
 #[tokio::test(start_paused = true)]
 async fn release_path_table() {
-    // The first term of every winning case: lease, campaign, win (itself
-    // a linearizable read), address added and announced; the next
-    // announcements once a check started after each fell due confirms
-    // the lease.
-    const HOLD: &[Call] = &[Grant, Start, Add, Announce, Check, Announce];
+    // The first term of every winning case: lease, campaign, win, checked,
+    // address added, and announced once a check started after the
+    // announcement fell due confirms the lease.
+    const HOLD: &[Call] = &[Grant, Start, Check, Add, Announce, Check, Announce];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
@@ -437,32 +430,21 @@ async fn release_path_table() {
             cat(&[HOLD, RELEASE, FOLLOWER]),
         ),
         (
-            // etcd answers nothing from the start: the campaign never
-            // wins, so nothing goes on; a follower's term has no fence.
-            "etcd silent: never won, never added",
+            // etcd answers nothing: the win is never confirmed, so the
+            // address never goes on (the checks at 0, 2 and 4 s do not
+            // complete); the fence from the start
+            // (6 s - 1.2 s margin) passes at 4.8 s; the next term after
+            // the pause.
+            "deadline passes, never announced",
             Script {
                 win: true,
                 acks_until: Some(Duration::ZERO),
                 ..Script::default()
             },
             6.5,
-            cat(&[&[Grant, Start, Keepalive], &[Revoke]]),
-        ),
-        (
-            // etcd goes quiet right after the win: the burst's next
-            // announcements wait for checks that never complete; the
-            // fence from the grant (6 s - 1.2 s margin) passes at 4.8 s
-            // and the address goes; the next term after the pause.
-            "etcd quiet after the win: one announcement, then the fence",
-            Script {
-                win: true,
-                acks_until: Some(secs(0.1)),
-                ..Script::default()
-            },
-            6.5,
+            // Never confirmed, so never added: nothing to remove.
             cat(&[
-                &[Grant, Start, Add, Announce, Check, Keepalive, Check],
-                RELEASE,
+                &[Grant, Start, Check, Keepalive, Check, Resign, Revoke],
                 FOLLOWER,
             ]),
         ),
@@ -476,7 +458,11 @@ async fn release_path_table() {
             1.5,
             // (The burst's announcements and the answer share the checks
             // after the first; folding shows them as one pair.)
-            cat(&[&[Grant, Start, Add, Announce], &[Check, Answer], RELEASE]),
+            cat(&[
+                &[Grant, Start, Check, Add, Announce],
+                &[Check, Answer],
+                RELEASE,
+            ]),
         ),
         (
             // The keepalive at 2 s is acknowledged; the check the request
@@ -630,44 +616,42 @@ async fn address_that_never_goes_keeps_the_lease() {
     }
 }
 
-/// Defects mended on the way to the address: a campaign whose key is gone
-/// by its turn fails, so nothing is added or announced and only the lease
-/// is revoked; a check that gets no answer is asked again within 200 ms,
-/// not on the next keepalive tick; a term that failed (the address could
-/// not be added) is followed by a pause, so a node that keeps failing does
-/// not flood etcd with grants.
+/// Defects mended on the way to the address: a win on a key that is gone
+/// is caught by the check that precedes the address, so nothing is added
+/// or announced; a term that failed (the
+/// address could not be added) is followed by a pause, so a node that
+/// keeps failing does not flood etcd with grants.
 #[tokio::test(start_paused = true)]
-async fn gone_keys_slow_checks_and_pauses_after_failures() {
+async fn checks_before_the_address_and_pauses_after_failures() {
     let gone = Script {
         win: true,
         gone_at_check: true,
         ..Script::default()
     };
     let calls = run(gone, secs(1.5)).await;
-    assert_safe("gone at its turn", &calls);
+    assert_safe("gone at the check", &calls);
     assert_eq!(
         folded(&calls),
-        vec![Grant, Start, Revoke, Grant, Start, Revoke],
-        "a campaign whose key is gone"
+        vec![Grant, Start, Check, Resign, Revoke, Grant, Start, Revoke],
+        "a win on a key that is gone"
     );
 
-    // A request at 1 s; checks get no answer until 1.3 s: the answer goes
-    // out within 200 ms of that, not on the next keepalive tick (2 s).
+    // The first checks get no answer for 0.5 s: asked again within 200 ms,
+    // not on the next keepalive tick (1.7 s), so the address is on soon.
     let slow = Script {
         win: true,
-        asked_at: Some(secs(1.0)),
-        checks_fail_until: Some(secs(1.3)),
+        checks_fail_until: Some(secs(0.5)),
         ..Script::default()
     };
-    let calls = run(slow, secs(2.5)).await;
-    let answered = calls
+    let calls = run(slow, secs(1.5)).await;
+    let added = calls
         .iter()
-        .find(|c| c.1 == Answer)
+        .find(|c| c.1 == Add)
         .map(|c| c.0 - calls[0].0)
-        .expect("answered once a check answered");
+        .expect("added once a check answered");
     assert!(
-        answered >= secs(1.3) && answered < secs(1.6),
-        "answered after {answered:?}: {:?}",
+        added >= secs(0.5) && added < secs(0.8),
+        "added after {added:?}: {:?}",
         folded(&calls)
     );
 

@@ -2,9 +2,8 @@
 //! address through etcd, exactly one holds it, and it moves when the holder
 //! goes away.
 //!
-//! Each VIP is one election named `keel/vip/<ip>` with the keys of etcd's
-//! election recipe (Keel campaigns over the KV API, [`campaign`]; etcd's
-//! `Observe` and `Resign` serve the same keys), campaigned with a
+//! Each VIP is one election (etcd's v3election service: `Campaign`,
+//! `Leader`, `Observe`, `Resign`) named `keel/vip/<ip>`, campaigned with a
 //! lease of TTL `vip.ttl` that Keel keeps alive every TTL/3 on the *local*
 //! etcd member. The winner adds the address (/32 or /128) to the link and
 //! announces it (gratuitous ARP / unsolicited NA); losing leadership for any
@@ -16,7 +15,7 @@
 //! never two holders"). In short: the lease cannot expire in etcd before
 //! the send time of the last acknowledged keepalive + the granted TTL; the
 //! holder keeps that deadline minus a margin ([`fence::Fence`]) and
-//! removes the address when it passes; nobody else's campaign wins
+//! removes the address when it passes; nobody else's `Campaign` returns
 //! before the lease expires or is resigned; and the one release path
 //! (`term.rs`) never resigns or revokes before the address is confirmed
 //! gone from every link: an address that will not go keeps the lease, and
@@ -27,7 +26,6 @@
 //! a lease extension on top.
 
 pub mod announce;
-mod campaign;
 mod election;
 pub mod fence;
 pub mod gate;

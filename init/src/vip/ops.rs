@@ -81,9 +81,7 @@ pub enum EtcdEvent {
     /// A keepalive could not reach the local member at all (its
     /// connection is broken).
     KeepaliveLost,
-    /// The campaign won: a linearizable read (or the campaign's own
-    /// write) found this node's key, with its lease, first in the
-    /// election (`campaign.rs`).
+    /// The campaign returned: this node leads.
     Won(HeldKey),
     /// The campaign failed.
     CampaignFailed(String),
@@ -109,8 +107,8 @@ pub trait TermOps {
     /// them: only leases it recorded (`record.rs`), never a key that
     /// merely carries the same value.
     async fn resign_stale(&mut self);
-    /// Starts observing and campaigning; from here on everything etcd
-    /// says comes on `events`.
+    /// Renews the lease once (acknowledged), then starts observing and
+    /// campaigning; from here on everything etcd says comes on `events`.
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError>;
     /// Sends one keepalive in the background; its acknowledgement comes on
     /// `events` with its send time. False when it could not be sent.
@@ -132,10 +130,6 @@ pub trait TermOps {
 pub trait EtcdOps {
     type Term: TermOps;
     async fn term(&self) -> Result<Self::Term, OpError>;
-    /// Called while the loop waits for the local member: gets the
-    /// connection ready (TLS handshake included) so the first term does
-    /// not pay for it once the member is healthy.
-    async fn warm(&self) {}
 }
 
 /// Resign and revoke are best effort on this deadline: the address is
@@ -266,54 +260,18 @@ pub struct EtcdClient {
     pub identity: String,
     /// The record of the leases this node granted (`record.rs`).
     pub record: PathBuf,
-    /// The connection the terms share, and when it was made.
-    pub cached: tokio::sync::Mutex<Option<(Client, Instant)>>,
-}
-
-/// How long terms share one client. A gRPC channel reconnects by itself
-/// with the TLS identity it was made with; the certificates are renewed
-/// ten days before they expire (`etcd/pki.rs`), so an hour-old one is
-/// always still good.
-const CLIENT_REUSE: Duration = Duration::from_secs(3600);
-
-impl EtcdClient {
-    /// The shared client, made anew when there is none or it is old.
-    async fn client(&self) -> Result<Client, OpError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((c, at)) = &*cached {
-            if at.elapsed() < CLIENT_REUSE {
-                return Ok(c.clone());
-            }
-        }
-        // No per-request timeout on this client: the campaign's watch
-        // blocks until this node's turn comes. Calls that must not block
-        // get their own deadlines.
-        let opts = health::options(self.tls.as_ref(), self.ttl, false);
-        let client = health::connect_with(&self.endpoint, opts, self.ttl)
-            .await
-            .map_err(OpError::from)?;
-        *cached = Some((client.clone(), Instant::now()));
-        Ok(client)
-    }
 }
 
 impl EtcdOps for EtcdClient {
     type Term = EtcdTerm;
 
-    async fn warm(&self) {
-        let Ok(mut client) = self.client().await else {
-            return;
-        };
-        // A Status call makes the channel connect (etcd-client's channel
-        // is lazy); one that fails drops the client, so the first term
-        // connects afresh rather than through a channel that failed.
-        if within("status", self.ttl, client.status()).await.is_err() {
-            self.cached.lock().await.take();
-        }
-    }
-
     async fn term(&self) -> Result<EtcdTerm, OpError> {
-        let client = self.client().await?;
+        // No per-request timeout on this client: Campaign blocks until this
+        // node wins. Calls that must not block get their own deadlines.
+        let opts = health::options(self.tls.as_ref(), self.ttl, false);
+        let client = health::connect_with(&self.endpoint, opts, self.ttl)
+            .await
+            .map_err(OpError::from)?;
         Ok(EtcdTerm {
             client,
             name: self.name.clone(),
@@ -458,10 +416,17 @@ impl TermOps for EtcdTerm {
     }
 
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
-        // No renewal first: the lease was granted moments ago (the grant's
-        // send time is the fence's first acknowledgement), and a lease etcd
-        // no longer knows fails the campaign's put ("requested lease not
-        // found") before anything else happens.
+        // One renewal first: a lease etcd no longer knows fails the term
+        // before it campaigns.
+        match renew(self.client.clone(), self.lease, self.granted, self.ttl).await {
+            Renewal::Acked(ttl) if ttl > 0 => {}
+            Renewal::Acked(_) => {
+                return Err(OpError("etcd lease keepalive: the lease is gone".into()))
+            }
+            Renewal::Failed(e) | Renewal::Broken(e) => {
+                return Err(OpError(format!("etcd lease keepalive: {e}")))
+            }
+        }
         self.events = Some(events.clone());
         // Observe in a task of its own: the call itself returns only with
         // the first leader (gRPC response headers come with the first
@@ -488,14 +453,25 @@ impl TermOps for EtcdTerm {
             }
             let _ = tx.send(EtcdEvent::ObserveLost).await;
         }));
-        let campaign = super::campaign::run(
-            self.client.clone(),
+        let (mut election, name, value, lease) = (
+            self.client.election_client(),
             self.name.clone(),
             self.identity.clone(),
             self.lease,
         );
         self.tasks.push(tokio::spawn(async move {
-            let _ = events.send(campaign.await).await;
+            let ev = match election.campaign(name, value, lease).await {
+                Ok(mut won) => match won.take_leader() {
+                    Some(k) => EtcdEvent::Won(HeldKey {
+                        key: k.key().to_vec(),
+                        rev: k.rev(),
+                        lease: k.lease(),
+                    }),
+                    None => EtcdEvent::CampaignFailed("campaign returned no key".into()),
+                },
+                Err(e) => EtcdEvent::CampaignFailed(format!("etcd campaign: {e}")),
+            };
+            let _ = events.send(ev).await;
         }));
         Ok(())
     }
@@ -518,10 +494,7 @@ impl TermOps for EtcdTerm {
         self.tasks.push(tokio::spawn(async move {
             let ev = match renew(client, lease, granted, ttl).await {
                 Renewal::Acked(ttl) => EtcdEvent::Ack { ttl, sent },
-                Renewal::Broken(e) => {
-                    log::debug!("vip: keepalive: {e}");
-                    EtcdEvent::KeepaliveLost
-                }
+                Renewal::Broken(_) => EtcdEvent::KeepaliveLost,
                 // Transient (no leader yet, a timeout): the fence decides.
                 Renewal::Failed(e) => {
                     log::debug!("vip: keepalive: {e}");
