@@ -18,9 +18,6 @@ fn boot_reaches_ready_with_virtio_net_from_coldplug() {
     vm.wait_for_line("keel: modules: the rest of the hardware in", BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("no background module pass: {e}\n{}", vm.serial_log()));
     let log = vm.serial_log();
-    if std::env::var_os("KEEL_SHOW_CONSOLE").is_some() {
-        eprintln!("{log}");
-    }
     let loaded = log
         .lines()
         .find(|l| l.contains("keel: coldplug loaded:"))
