@@ -63,6 +63,9 @@ struct Script {
     other_leader_at: Option<Duration>,
     /// The keepalive stream ends then.
     stream_ends_at: Option<Duration>,
+    /// etcd deletes this node's key then (a lease revoked early), while
+    /// keepalives are still acknowledged.
+    key_gone_at: Option<Duration>,
     /// The link loses carrier then.
     carrier_lost_at: Option<Duration>,
     /// How many removals fail before one succeeds (u32::MAX: never).
@@ -228,6 +231,9 @@ impl TermOps for FakeTerm {
             }
             if let Some(t) = s.stream_ends_at {
                 script.push((t, EtcdEvent::KeepaliveLost));
+            }
+            if let Some(t) = s.key_gone_at {
+                script.push((t, EtcdEvent::KeyGone));
             }
             script.sort_by_key(|(t, _)| *t);
             for (t, ev) in script {
@@ -424,6 +430,20 @@ async fn release_path_table() {
             Script {
                 win: true,
                 stream_ends_at: Some(secs(1.0)),
+                ..Script::default()
+            },
+            2.5,
+            cat(&[HOLD, RELEASE, FOLLOWER]),
+        ),
+        (
+            // The watch on the key sees it deleted (a stale etcd leader
+            // revoked the lease) while keepalives still succeed: dropped
+            // at once, not at the next check; a lost term, so the next
+            // one starts after the pause (1 s).
+            "key deleted while held",
+            Script {
+                win: true,
+                key_gone_at: Some(secs(1.0)),
                 ..Script::default()
             },
             2.5,

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions};
+use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions, WatchFilterType, WatchOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
@@ -87,8 +87,12 @@ pub enum EtcdEvent {
     CampaignFailed(String),
     /// The election's leader now: its key and campaign value.
     Leader { key: Vec<u8>, value: String },
-    /// The observe stream ended or failed.
+    /// The observe stream, or the watch on this node's key, ended or
+    /// failed.
     ObserveLost,
+    /// etcd deleted this node's campaign key after the win (its lease was
+    /// revoked or expired), seen on a watch of the key itself.
+    KeyGone,
     /// The answer to [`TermOps::check`] `round`: whether this node's key
     /// still exists with its lease in a linearizable read (None: the read
     /// did not complete).
@@ -337,6 +341,39 @@ async fn renew(mut client: Client, lease: i64, granted: i64, limit: Duration) ->
     }
 }
 
+/// Waits until etcd deletes `key`, on a watch of that key alone from its
+/// creation revision (events already past are replayed, so a deletion
+/// before the watch started is seen too): [`EtcdEvent::KeyGone`], or
+/// [`EtcdEvent::ObserveLost`] when the watch ends or etcd cancels it
+/// (a compacted start revision). Why a watch of its own: the observe
+/// stream reports a new leader only after the server's own linearizable
+/// read (etcd's `concurrency.Election.Observe`), a round trip after the
+/// deletion, while the node that wins next needs about as long for its
+/// read: this event comes when the local member applies the deletion,
+/// before any read, so a holder whose lease is revoked early (etcd's
+/// stale-leader revocation: docs/ARCHITECTURE.md) drops the address
+/// ahead of the next holder's win.
+async fn watch_deleted(mut client: Client, key: &HeldKey) -> EtcdEvent {
+    // Deletions only (etcd's `NoPut` filter): every event here is one.
+    // Not `Event::event_type`: etcd-client 0.21 panics on a type it does
+    // not know, and a panic reboots PID 1.
+    let opts = WatchOptions::new()
+        .with_start_revision(key.rev)
+        .with_filters([WatchFilterType::NoPut]);
+    let Ok(mut stream) = client.watch(key.key.clone(), Some(opts)).await else {
+        return EtcdEvent::ObserveLost;
+    };
+    while let Ok(Some(r)) = stream.message().await {
+        if !r.events().is_empty() {
+            return EtcdEvent::KeyGone;
+        }
+        if r.canceled() {
+            break;
+        }
+    }
+    EtcdEvent::ObserveLost
+}
+
 async fn within<T>(
     what: &str,
     d: Duration,
@@ -459,6 +496,7 @@ impl TermOps for EtcdTerm {
             self.identity.clone(),
             self.lease,
         );
+        let watcher = self.client.clone();
         self.tasks.push(tokio::spawn(async move {
             let ev = match election.campaign(name, value, lease).await {
                 Ok(mut won) => match won.take_leader() {
@@ -471,7 +509,17 @@ impl TermOps for EtcdTerm {
                 },
                 Err(e) => EtcdEvent::CampaignFailed(format!("etcd campaign: {e}")),
             };
-            let _ = events.send(ev).await;
+            let held = match &ev {
+                EtcdEvent::Won(k) => Some(k.clone()),
+                _ => None,
+            };
+            if events.send(ev).await.is_err() {
+                return;
+            }
+            if let Some(k) = held {
+                let gone = watch_deleted(watcher, &k).await;
+                let _ = events.send(gone).await;
+            }
         }));
         Ok(())
     }

@@ -55,6 +55,8 @@ pub(crate) enum Why {
     Unhealthy,
     /// etcd answered a keepalive with TTL 0: the lease is gone.
     LeaseExpired,
+    /// etcd deleted this node's campaign key.
+    KeyGone,
     KeepaliveLost,
     LinkDown,
     OtherHolder,
@@ -77,10 +79,11 @@ impl Why {
             ),
             Why::Unhealthy => "the local etcd member restarted or stopped".into(),
             Why::LeaseExpired => "the lease expired in etcd".into(),
+            Why::KeyGone => "etcd deleted this node's campaign key (its lease was revoked)".into(),
             Why::KeepaliveLost => "lost the keepalive stream to etcd".into(),
             Why::LinkDown => format!("link {} is down or gone", p.link),
             Why::OtherHolder => "etcd shows another holder".into(),
-            Why::ObserveLost => "lost the observe stream to etcd".into(),
+            Why::ObserveLost => "lost the observe or key watch stream to etcd".into(),
             Why::NotConfirmed => "elected on a lease or key that is gone".into(),
             Why::Paused => "this node was paused: the lease may have expired meanwhile".into(),
             Why::Failed(e) => e.clone(),
@@ -93,7 +96,12 @@ impl Why {
     fn lease_may_live(&self) -> bool {
         !matches!(
             self,
-            Why::Deadline | Why::LeaseExpired | Why::KeepaliveLost | Why::OtherHolder | Why::Paused
+            Why::Deadline
+                | Why::LeaseExpired
+                | Why::KeyGone
+                | Why::KeepaliveLost
+                | Why::OtherHolder
+                | Why::Paused
         )
     }
 
@@ -328,6 +336,9 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     }
                     Some(EtcdEvent::KeepaliveLost) | None => Why::KeepaliveLost,
                     Some(EtcdEvent::ObserveLost) => Why::ObserveLost,
+                    // Nobody's lease keeps the others out any more: the
+                    // next node may win within a round trip.
+                    Some(EtcdEvent::KeyGone) => Why::KeyGone,
                     Some(EtcdEvent::CampaignFailed(e)) => Why::Failed(e),
                     Some(EtcdEvent::Won(key)) => {
                         // Nothing goes on a link before a linearizable read
