@@ -8,8 +8,12 @@
 # to init as arguments or environment):
 #   floor.name=node1                 etcd member name
 #   floor.ip=10.5.0.11/24            address of eth0
-#   floor.cluster=node1=http://…,…   etcd's --initial-cluster
+#   floor.cluster=node1=https://…,…  etcd's --initial-cluster
 #   floor.vip=10.5.0.100/24          only on the node that takes the VIP
+#
+# etcd's certificates are in /etc/etcd (ca.crt, server.crt/key,
+# peer.crt/key: an archive the bench appends to this one), and etcd runs
+# with TLS on its client and peer listeners, as Keel's does.
 #
 # No election, no config, no naming: the node given floor.vip adds it as
 # soon as its own etcd member reports healthy (which needs a quorum).
@@ -46,6 +50,13 @@ main() {
         say "error: floor.name, floor.ip and floor.cluster are required"
         return
     }
+    pki=/etc/etcd
+    for f in ca.crt server.crt server.key peer.crt peer.key; do
+        [ -s "$pki/$f" ] || {
+            say "error: $pki/$f is missing (make bench-run appends the certificates to floor.cpio)"
+            return
+        }
+    done
     # virtio_pci is a PCI driver, not a dependency of virtio_net: both by
     # name (the image's modules.dep brings virtio, virtio_ring, failover…).
     modprobe virtio_pci && modprobe virtio_net || {
@@ -61,17 +72,24 @@ main() {
 
     addr=${ip%/*}
     # etcd's output goes to a file: the serial console under TCG is slow.
+    # /health on a plain metrics listener on loopback: busybox's wget has
+    # no TLS client certificate.
     etcd --name="$name" --data-dir=/var/lib/etcd \
-        --listen-peer-urls="http://$addr:2380" \
-        --initial-advertise-peer-urls="http://$addr:2380" \
-        --listen-client-urls="http://$addr:2379,http://127.0.0.1:2379" \
-        --advertise-client-urls="http://$addr:2379" \
+        --listen-peer-urls="https://$addr:2380" \
+        --initial-advertise-peer-urls="https://$addr:2380" \
+        --listen-client-urls="https://$addr:2379,https://127.0.0.1:2379" \
+        --advertise-client-urls="https://$addr:2379" \
+        --listen-metrics-urls="http://127.0.0.1:2381" \
         --initial-cluster="$cluster" --initial-cluster-state=new \
         --initial-cluster-token=floor --pre-vote=true \
+        --client-cert-auth --trusted-ca-file="$pki/ca.crt" \
+        --cert-file="$pki/server.crt" --key-file="$pki/server.key" \
+        --peer-client-cert-auth --peer-trusted-ca-file="$pki/ca.crt" \
+        --peer-cert-file="$pki/peer.crt" --peer-key-file="$pki/peer.key" \
         >/var/etcd.log 2>&1 &
     # Not wget's own -T: Debian's static busybox 1.35 wget segfaults with
     # it on a refused connection.
-    until timeout 3 wget -q -O - http://127.0.0.1:2379/health 2>/dev/null | grep -q '"health":"true"'; do
+    until timeout 3 wget -q -O - http://127.0.0.1:2381/health 2>/dev/null | grep -q '"health":"true"'; do
         usleep 100000
     done
     say "etcd healthy"

@@ -60,6 +60,9 @@ pub struct NodeSetup {
     pub append: String,
     /// The host port (on 127.0.0.1) forwarded to the node's API, if any.
     pub api_port: Option<u16>,
+    /// This node's initramfs instead of the image's (the floor's, with
+    /// the node's certificates appended: `floor.rs`).
+    pub initrd: Option<PathBuf>,
 }
 
 /// How the cluster is started.
@@ -296,7 +299,10 @@ impl Cluster {
         }
         let mut cfg = VmConfig::boot(
             self.opts.build.join("vmlinux"),
-            self.opts.build.join(self.opts.image.initrd()),
+            setup
+                .initrd
+                .clone()
+                .unwrap_or_else(|| self.opts.build.join(self.opts.image.initrd())),
             append.split_whitespace().collect::<Vec<_>>().join(" "),
             self.console_path(n),
         );

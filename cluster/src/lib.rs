@@ -13,12 +13,15 @@
 //!   kill, link down/up, restart); the one multi-node QEMU harness of the
 //!   workspace (the end-to-end tests build on it too).
 //! - [`disk`]: a node's `KEEL-VAR` disk.
+//! - [`floor`]: the benchmark floor's initramfs with a node's etcd
+//!   certificates.
 //! - [`faults`]: what `make bench-faults` measures in the frame record.
 
 pub mod api;
 pub mod cluster;
 pub mod disk;
 pub mod faults;
+pub mod floor;
 pub mod nodes;
 pub mod pki;
 pub mod status;

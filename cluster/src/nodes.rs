@@ -111,10 +111,10 @@ impl Topology {
     /// (image/floor-init.sh): the same member name, address and etcd
     /// cluster the template gives a Keel node; node 1 takes the VIP.
     pub fn floor_params(&self, node: &NodeSpec) -> String {
-        // The floor's etcd runs without TLS (busybox has no way to make
-        // certificates); its peers are plain http.
+        // The floor's etcd runs with TLS as Keel's does, from certificates
+        // the bench issues (`floor.rs`): its peers are https.
         let cluster: Vec<String> = self
-            .peer_urls("http")
+            .peer_urls("https")
             .map(|(name, url)| format!("{name}={url}"))
             .collect();
         let mut p = format!(
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn floor_params() {
         let t = Topology::new(2, Ipv4Addr::new(10, 5, 0, 100)).unwrap();
-        let cluster = "floor.cluster=node1=http://10.5.0.11:2380,node2=http://10.5.0.12:2380";
+        let cluster = "floor.cluster=node1=https://10.5.0.11:2380,node2=https://10.5.0.12:2380";
         let cases = [
             (
                 0,

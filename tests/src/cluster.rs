@@ -260,6 +260,7 @@ fn setup(n: usize, spec: &Spec, host_port: Option<u16>, api_port: Option<u16>) -
             .collect(),
         append: String::new(),
         api_port,
+        initrd: None,
     }
 }
 

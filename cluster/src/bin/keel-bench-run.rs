@@ -2,7 +2,9 @@
 //! until the VIP answers ARP — against the floor on this machine: the same
 //! QEMU nodes on the same switch, booting the same kernel into an
 //! initramfs with only busybox and etcd (`keel-image --floor`), where node
-//! 1 adds the VIP as soon as its etcd member is healthy.
+//! 1 adds the VIP as soon as its etcd member is healthy. The floor's etcd
+//! runs with TLS as Keel's does, from certificates the bench issues and
+//! appends to each node's initramfs (`keel_cluster::floor`).
 //!
 //! usage: keel-bench-run [--build DIR] [--rounds N] [--nodes N] [--vip IP]
 //!                       [--accel auto|tcg|kvm] [--memory MIB] [--template FILE]
@@ -25,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use keel_cluster::{Cluster, Image, Options, Topology};
+use keel_cluster::{Cluster, Image, NodeSetup, Options, Topology};
 use keel_qemu::Accel;
 
 const USAGE: &str = "usage: keel-bench-run [--build DIR] [--rounds N] [--nodes N] [--vip IP]
@@ -242,12 +244,28 @@ fn keel_round(args: &Args, dir: &Path) -> anyhow::Result<Times> {
 /// probed through the same switch. Times count from the moment the nodes
 /// are started, as Keel's "nodes started" milestone does.
 fn floor_round(args: &Args, dir: &Path) -> anyhow::Result<Times> {
+    // Certificates as Keel's etcd has them (the floor's etcd uses TLS too);
+    // issued here, before the clock starts, where Keel issues its own
+    // while it boots.
+    let topology = Topology::new(args.nodes, args.vip)?;
+    let ca = keel_cluster::pki::Ca::make()?;
+    let base = args.build.join("floor.cpio");
+    let setups = topology
+        .nodes
+        .iter()
+        .map(|node| {
+            Ok(NodeSetup {
+                initrd: Some(keel_cluster::floor::initrd(&base, dir, &ca, node)?),
+                ..NodeSetup::default()
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let cluster = Cluster::start(Options {
         image: Image::Floor,
         build: args.build.clone(),
         dir: dir.to_owned(),
-        topology: Topology::new(args.nodes, args.vip)?,
-        setups: Vec::new(),
+        topology,
+        setups,
         accel: args.accel,
         memory_mib: args.memory,
         append: String::new(),
