@@ -12,6 +12,7 @@ pub mod mounts;
 pub mod panic;
 mod phases;
 pub mod power;
+mod sched;
 pub mod services;
 
 use std::path::Path;
@@ -186,12 +187,11 @@ async fn pid1_main(
     };
     let modules = phases::modules(&cmdline, &node, preload);
     let mut services = Services::new();
-    let net = phases::links(&cmdline, &mut services, &node).await;
-    // The rest of the hardware loads alongside the config phase, which
-    // loads no module (the config disk's filesystems are in). Started
-    // before the links instead, it made them 2-3 times slower on a busy
-    // 1-vCPU guest (make bench-run) and ended no sooner.
-    modules.load_deferred(cmdline.clone(), net.changed.clone());
+    // The rest of the hardware loads in the background, at idle priority
+    // until something waits for it (`Modules::load_deferred`).
+    let changed = Arc::new(tokio::sync::Notify::new());
+    modules.load_deferred(cmdline.clone(), changed.clone());
+    let net = phases::links(&cmdline, &mut services, &node, changed).await;
     let hotplug_live = phases::hotplug(&mut services, uevents, &modules, &cmdline, &net);
     triggers.watch_power_buttons();
     let mut config = tokio::spawn(phases::config(

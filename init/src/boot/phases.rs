@@ -1,7 +1,7 @@
 //! The steps of PID 1's boot, in the order [`super::pid1_main`] runs them.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::services::Services;
-use super::{controlplane, hotplug, rss_kb, Phase};
+use super::{controlplane, hotplug, rss_kb, sched, Phase};
 use crate::cmdline::Cmdline;
 use crate::config::load::Loaded;
 use crate::config::source::SourceSettings;
@@ -147,6 +147,9 @@ pub struct Modules {
     /// True once a pass over every device present has run (the boot's
     /// first pass covers only what the links need).
     settled: Arc<watch::Sender<bool>>,
+    /// The background pass's thread while it runs at idle priority (0:
+    /// none): [`Modules::hurry`] puts it back to normal.
+    idle: Arc<AtomicI32>,
 }
 
 /// How long `/var` waits for the deferred modules before it is chosen
@@ -170,17 +173,32 @@ impl Modules {
     }
 
     /// Loads, on a thread of its own, the modules the modules phase left
-    /// (`coldplug::early`) while the config phase goes on;
-    /// wakes `wake` when done, so a config loop that found no disk looks
-    /// again at once.
+    /// (`coldplug::early`: storage controllers and everything else) while
+    /// the links and config phases go on; wakes `wake` when done, so a
+    /// config loop that found no disk looks again at once.
+    ///
+    /// The thread runs at idle priority (SCHED_IDLE, sched(7)) until
+    /// something waits for it ([`Modules::hurry`]): on a busy one-CPU
+    /// machine, loading these at normal priority alongside the links made
+    /// that phase 2-3 times slower (make bench-run), while what takes long
+    /// here is mostly waiting (libata debounces every empty SATA port for
+    /// hundreds of milliseconds, Documentation/ABI and
+    /// drivers/ata/libata-sata.c `sata_link_debounce`), which is better
+    /// begun early.
     pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
         let Some(index) = self.index.clone() else {
             return;
         };
         let (state, settled, c) = (self.state.clone(), self.settled.clone(), cmdline.clone());
+        let idle = self.idle.clone();
         let spawned = std::thread::Builder::new()
             .name("coldplug".into())
             .spawn(move || {
+                let tid = sched::current_tid();
+                match sched::set_idle(tid, true) {
+                    Ok(()) => idle.store(tid, Ordering::SeqCst),
+                    Err(e) => log::debug!("modules: background pass at normal priority: {e}"),
+                }
                 let t = std::time::Instant::now();
                 let r = plug(
                     &index,
@@ -196,6 +214,7 @@ impl Modules {
                     r.loaded.len(),
                     r.failed.len()
                 );
+                idle.store(0, Ordering::SeqCst);
                 settled.send_replace(true);
                 wake.notify_one();
             });
@@ -210,9 +229,23 @@ impl Modules {
         *self.settled.borrow()
     }
 
+    /// Something waits for the background pass: it runs at normal
+    /// priority from now on.
+    pub fn hurry(&self) {
+        let tid = self.idle.swap(0, Ordering::SeqCst);
+        if tid == 0 {
+            return;
+        }
+        match sched::set_idle(tid, false) {
+            Ok(()) => log::debug!("modules: the background pass is waited for: normal priority"),
+            Err(e) => log::warn!("modules: cannot raise the background pass's priority: {e}"),
+        }
+    }
+
     /// Waits until [`Modules::settled`], at most `limit`; false when the
     /// limit passed.
     pub async fn wait_settled(&self, limit: Duration) -> bool {
+        self.hurry();
         let mut rx = self.settled.subscribe();
         let settled = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
         settled.is_ok()
@@ -222,7 +255,7 @@ impl Modules {
 /// Phase "modules": coldplug what the links need (the network
 /// controllers, the power button: `coldplug::early`) and load `preload`
 /// (the config disk's filesystems); the rest follows in the background
-/// after the links phase ([`Modules::load_deferred`]).
+/// at idle priority ([`Modules::load_deferred`]).
 pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
@@ -234,6 +267,7 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
     };
     let m = Modules {
         settled: Arc::new(watch::channel(index.is_none()).0),
+        idle: Arc::default(),
         index,
         state: Arc::default(),
     };
@@ -259,7 +293,7 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
                 log::info!("config filesystems loaded: {}", loaded.join(" "));
             }
             format!(
-                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds ({} ms in sysfs); the rest after the links",
+                "{} loaded, {} failed, {} devices without a module (keel.log=debug lists them), {} rounds ({} ms in sysfs); the rest in the background",
                 report.loaded.len(),
                 report.failed.len(),
                 report.no_module.len(),
@@ -318,10 +352,16 @@ pub struct Net {
 /// Phase "links": name the links, configure what the command line and
 /// (before any config) DHCP ask for; the manager then serves config and
 /// hotplug as a service.
-pub async fn links(cmdline: &Cmdline, services: &mut Services, node: &NodeState) -> Net {
+/// `changed` is [`Net::changed`], made by the caller so the background
+/// module pass, started before this phase, can wake the config loop too.
+pub async fn links(
+    cmdline: &Cmdline,
+    services: &mut Services,
+    node: &NodeState,
+    changed: Arc<Notify>,
+) -> Net {
     let t = Phase::start("links");
     let (events, rx) = mpsc::unbounded_channel::<NetEvent>();
-    let changed = Arc::new(Notify::new());
     let rtnl = match Rtnl::connect() {
         Ok(r) => r,
         Err(e) => {
@@ -410,7 +450,12 @@ pub async fn config(
             }
         },
         || crate::net::has_ipv4_route(Path::new("/proc")),
-        move || settled.settled(),
+        // Asked only while the config has not been found: the background
+        // pass is waited for from then on.
+        move || {
+            settled.hurry();
+            settled.settled()
+        },
         net.changed.clone(),
     )
     .await;

@@ -173,7 +173,7 @@ where
             },
             LoadAttempt::Failed(_) if !devices_settled() && begun.elapsed() < DEVICES_WAIT => {
                 // Storage drivers are still loading (the boot loads them
-                // after the links): the disk may not be there yet. Not a
+                // in the background): the disk may not be there yet. Not a
                 // failure to report; look again when they are in (a
                 // driver that hangs is reported after DEVICES_WAIT).
                 tokio::select! {
