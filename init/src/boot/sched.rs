@@ -22,7 +22,13 @@ pub fn set_idle(tid: i32, idle: bool) -> std::io::Result<()> {
     } else {
         libc::SCHED_OTHER
     };
-    let param = libc::sched_param { sched_priority: 0 };
+    // The kernel's `struct sched_param` is one int (include/uapi/linux/
+    // sched/types.h); musl's libc type adds POSIX sporadic-server fields.
+    #[repr(C)]
+    struct Param {
+        sched_priority: libc::c_int,
+    }
+    let param = Param { sched_priority: 0 };
     // SAFETY: the kernel reads one `struct sched_param` from `&param`,
     // which lives on this stack for the whole call; the call changes only
     // thread `tid`'s policy.
@@ -31,7 +37,7 @@ pub fn set_idle(tid: i32, idle: bool) -> std::io::Result<()> {
             libc::SYS_sched_setscheduler,
             tid,
             policy,
-            &param as *const libc::sched_param,
+            &param as *const Param,
         )
     };
     if r == 0 {
