@@ -194,6 +194,7 @@ async fn pid1_main(
     let net = phases::links(&cmdline, &mut services, &node, changed).await;
     let hotplug_live = phases::hotplug(&mut services, uevents, &modules, &cmdline, &net);
     triggers.watch_power_buttons();
+    let background = modules.clone();
     let mut config = tokio::spawn(phases::config(
         settings,
         modules,
@@ -213,6 +214,9 @@ async fn pid1_main(
                     None
                 });
                 phases::ready(&mut services, loaded, &net, reaper.clone(), &cmdline, started, &node);
+                // Boot is done: the rest of the hardware no longer yields
+                // to it (a busy node would otherwise starve it).
+                background.hurry();
             }
             t = triggers.next() => break t,
             Some(req) = power.recv() => break shutdown::Trigger::Api {

@@ -165,14 +165,15 @@ async fn term<L: LinkOps, E: EtcdOps>(
     };
     t.resign_stale().await;
     let (tx, events) = mpsc::channel(32);
-    let started = Instant::now();
     if let Err(e) = t.start(tx).await {
         t.revoke().await;
         return End::Retry(e.0);
     }
     let mut s = Session::new(p, link, t, events, inputs, granted);
+    // The grant is the first acknowledgement: etcd's leader set the
+    // lease's expiry to a full TTL when it applied the grant, after
+    // `sent`.
     s.fence.ack(sent, granted);
-    s.fence.ack(started, granted);
     set(state, VipState::Follower { leader: None });
     let (why, won) = s.hold(state).await;
     s.finish(why, won).await

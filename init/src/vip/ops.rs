@@ -111,8 +111,8 @@ pub trait TermOps {
     /// them: only leases it recorded (`record.rs`), never a key that
     /// merely carries the same value.
     async fn resign_stale(&mut self);
-    /// Renews the lease once (acknowledged), then starts observing and
-    /// campaigning; from here on everything etcd says comes on `events`.
+    /// Starts observing and campaigning; from here on everything etcd
+    /// says comes on `events`.
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError>;
     /// Sends one keepalive in the background; its acknowledgement comes on
     /// `events` with its send time. False when it could not be sent.
@@ -453,17 +453,12 @@ impl TermOps for EtcdTerm {
     }
 
     async fn start(&mut self, events: mpsc::Sender<EtcdEvent>) -> Result<(), OpError> {
-        // One renewal first: a lease etcd no longer knows fails the term
-        // before it campaigns.
-        match renew(self.client.clone(), self.lease, self.granted, self.ttl).await {
-            Renewal::Acked(ttl) if ttl > 0 => {}
-            Renewal::Acked(_) => {
-                return Err(OpError("etcd lease keepalive: the lease is gone".into()))
-            }
-            Renewal::Failed(e) | Renewal::Broken(e) => {
-                return Err(OpError(format!("etcd lease keepalive: {e}")))
-            }
-        }
+        // No renewal first: the grant, a raft write the leader answered
+        // after applying it, already counts as the first acknowledgement
+        // (the fence starts from its send time, `election::term`), and a
+        // lease etcd no longer knows fails the campaign itself ("requested
+        // lease not found"). It cost a round trip between etcd's health
+        // and the VIP.
         self.events = Some(events.clone());
         // Observe in a task of its own: the call itself returns only with
         // the first leader (gRPC response headers come with the first
@@ -542,7 +537,10 @@ impl TermOps for EtcdTerm {
         self.tasks.push(tokio::spawn(async move {
             let ev = match renew(client, lease, granted, ttl).await {
                 Renewal::Acked(ttl) => EtcdEvent::Ack { ttl, sent },
-                Renewal::Broken(_) => EtcdEvent::KeepaliveLost,
+                Renewal::Broken(e) => {
+                    log::debug!("vip: keepalive: {e}");
+                    EtcdEvent::KeepaliveLost
+                }
                 // Transient (no leader yet, a timeout): the fence decides.
                 Renewal::Failed(e) => {
                     log::debug!("vip: keepalive: {e}");

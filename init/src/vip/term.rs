@@ -266,7 +266,7 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
     pub(crate) async fn hold(&mut self, state: &watch::Sender<VipState>) -> (Why, Option<Won>) {
         let (p, link) = (self.p, self.link);
         let mut tick = self.keepalive_tick();
-        tick.tick().await; // the first tick is immediate; a keepalive was just sent
+        tick.tick().await; // the first tick is immediate; the grant was just acknowledged
         let mut won: Option<Won> = None;
         let mut recheck_at: Option<Instant> = None;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
