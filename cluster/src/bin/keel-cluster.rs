@@ -348,10 +348,26 @@ fn check_run(
     started: Instant,
 ) -> anyhow::Result<()> {
     let all = 1..=cluster.len();
+    // The VIP is probed from the start too, and its first answer said when
+    // it comes: a VIP answering before the last node's etcd is healthy is
+    // what a client sees (and what `make bench-run` times, as it does the
+    // floor's).
+    let mut answered = false;
     wait(
         "every node ready with etcd healthy",
         Duration::from_secs(300),
         || {
+            if !answered {
+                if let [m] = cluster.who_has(vip, Duration::from_millis(300))[..] {
+                    if let Some(h) = cluster.node_of(m) {
+                        answered = true;
+                        println!(
+                            "check: VIP {vip} first answered by node{h} ({} ms since start)",
+                            started.elapsed().as_millis()
+                        );
+                    }
+                }
+            }
             all.clone().all(|n| {
                 let s = cluster.status(n);
                 s.phase == "ready" && s.etcd == "healthy"
