@@ -19,7 +19,11 @@
 //! before the lease expires or is resigned; and the one release path
 //! (`term.rs`) never resigns or revokes before the address is confirmed
 //! gone from every link: an address that will not go keeps the lease, and
-//! the last resort is a reboot.
+//! the last resort is a reboot. etcd can still revoke a live lease early
+//! (a raft leader resumed from a freeze, etcd 3.5's `isActive` shortcut):
+//! the holder watches its own key and drops the address when the deletion
+//! reaches its member, two linearizable reads before the next holder can
+//! add it.
 //!
 //! A holder also keeps etcd's raft leadership away from itself
 //! ([`leadership`]), so its crash costs one TTL, not a leader election and
