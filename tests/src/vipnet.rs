@@ -310,6 +310,29 @@ impl VipNet {
         (out.status.success(), text)
     }
 
+    /// `etcdctl` (API v3) in node `i`'s namespace against its member;
+    /// whether it succeeded, and its output.
+    pub fn etcdctl(&self, i: usize, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.nodes[i].ns])
+            .arg(etcdctl())
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints=http://127.0.0.1:2379",
+                "--dial-timeout=5s",
+                "--command-timeout=10s",
+            ])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     fn log_file(&self, name: &str) -> File {
         File::options()
             .create(true)

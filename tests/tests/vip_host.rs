@@ -20,7 +20,8 @@ fn settle(net: &VipNet) -> usize {
 }
 
 /// Start, graceful stop, crash, crash with a fast restart, frozen etcd,
-/// partition: one holder at every moment, failover within the bounds the
+/// partition, the holder's key deleted under its live lease: one holder
+/// at every moment, failover within the bounds the
 /// design promises, the burst of gratuitous ARP on every acquisition.
 #[test]
 fn vip_election_in_namespaces() {
@@ -165,13 +166,55 @@ fn vip_election_in_namespaces() {
     );
     assert!(dropped < new.at, "the old holder dropped it first");
     net.partition(h, false);
-    settle(&net);
+    let h = settle(&net);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         net.holders().len(),
         1,
         "one holder after the partition heals"
     );
+
+    // etcd deletes the holder's campaign key while its lease is kept alive
+    // — what an etcd raft leader resumed from a freeze does when it
+    // revokes a live lease (docs/ARCHITECTURE.md): the holder's watch on
+    // its own key drops the address before the next holder's reads let it
+    // add it.
+    let prefix = format!("keel/vip/{}/", net.vip);
+    let (ok, first) = net.etcdctl(
+        h,
+        &[
+            "get",
+            "--prefix",
+            &prefix,
+            "--sort-by=CREATE",
+            "--order=ASCEND",
+            "--limit=1",
+            "--keys-only",
+        ],
+    );
+    let key = first.trim().to_owned();
+    assert!(ok && key.starts_with(&prefix), "the holder's key: {first}");
+    let t = Instant::now();
+    let (ok, out) = net.etcdctl(h, &["del", &key]);
+    assert!(ok && out.trim() == "1", "etcdctl del {key}: {out}");
+    let new = net
+        .wait_new_holder(h, t, Duration::from_secs(TTL + 5))
+        .unwrap_or_else(|| panic!("no new holder after the key's deletion\n{}", net.logs()));
+    let dropped = net
+        .dropped_at(h, t)
+        .expect("the holder whose key went dropped the VIP");
+    eprintln!(
+        "key deleted: dropped after {} ms, new holder after {} ms",
+        ms(dropped - t),
+        ms(new.at - t)
+    );
+    assert!(dropped < new.at, "the old holder dropped it first");
+    assert!(
+        net.logs().contains("etcd deleted this node's campaign key"),
+        "the holder noticed through its own key's watch:\n{}",
+        net.logs()
+    );
+    settle(&net);
 
     let events = net.events();
     assert_eq!(
