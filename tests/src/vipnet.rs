@@ -102,6 +102,18 @@ fn sh(args: &[&str]) {
     );
 }
 
+/// Runs `cmd` to its end: whether it succeeded, and its output (stdout,
+/// then stderr).
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 impl VipNet {
     /// Namespaces, bridge and veths for `n` nodes; nothing started yet.
     pub fn new(tag: &str, n: usize, ttl: u64) -> VipNet {
@@ -297,24 +309,16 @@ impl VipNet {
     /// Runs `args` in the hub's namespace; whether it succeeded, and its
     /// output.
     pub fn in_hub(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.hub])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.hub]).args(args);
+        run(&mut cmd)
     }
 
     /// `etcdctl` (API v3) in node `i`'s namespace against its member;
     /// whether it succeeded, and its output.
     pub fn etcdctl(&self, i: usize, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.nodes[i].ns])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.nodes[i].ns])
             .arg(etcdctl())
             .env("ETCDCTL_API", "3")
             .args([
@@ -322,15 +326,8 @@ impl VipNet {
                 "--dial-timeout=5s",
                 "--command-timeout=10s",
             ])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+            .args(args);
+        run(&mut cmd)
     }
 
     fn log_file(&self, name: &str) -> File {
