@@ -174,11 +174,25 @@ fn vip_election_in_namespaces() {
         "one holder after the partition heals"
     );
 
+    // One holder at every moment up to here, by the addresses themselves.
+    let events = net.events();
+    assert_eq!(
+        overlap(&events, 3),
+        Duration::ZERO,
+        "two holders at once: {events:?}"
+    );
+
     // etcd deletes the holder's campaign key while its lease is kept alive
     // — what an etcd raft leader resumed from a freeze does when it
-    // revokes a live lease (docs/ARCHITECTURE.md): the holder's watch on
-    // its own key drops the address before the next holder's reads let it
-    // add it.
+    // revokes a live lease (docs/ARCHITECTURE.md). The holder notices
+    // through the watch on its own key and drops the address. Here, where
+    // a read takes a millisecond, the next holder's two reads may end
+    // before the deletion reaches the holder's member (a follower learns
+    // of the commit from the heartbeats that serve those reads), so the
+    // address can sit on both nodes' `lo` for some milliseconds: measured,
+    // not asserted. What must hold is the wire: the old holder answers
+    // nothing for the VIP once its key is gone (the gate: its reads no
+    // longer find the key), so only the new holder's MAC answers.
     let prefix = format!("keel/vip/{}/", net.vip);
     let (ok, first) = net.etcdctl(
         h,
@@ -200,27 +214,37 @@ fn vip_election_in_namespaces() {
     let new = net
         .wait_new_holder(h, t, Duration::from_secs(TTL + 5))
         .unwrap_or_else(|| panic!("no new holder after the key's deletion\n{}", net.logs()));
-    let dropped = net
-        .dropped_at(h, t)
-        .expect("the holder whose key went dropped the VIP");
-    eprintln!(
-        "key deleted: dropped after {} ms, new holder after {} ms",
-        ms(dropped - t),
-        ms(new.at - t)
+    let who = net.who_has(Duration::from_millis(300));
+    assert_eq!(
+        who,
+        vec![net.nodes[new.node].mac],
+        "ARP replies for the VIP after the key's deletion\n{}",
+        net.logs()
     );
-    assert!(dropped < new.at, "the old holder dropped it first");
+    let dropped = (0..200)
+        .find_map(|_| {
+            let d = net.dropped_at(h, t);
+            if d.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            d
+        })
+        .unwrap_or_else(|| panic!("node {h} kept the VIP after its key went\n{}", net.logs()));
+    eprintln!(
+        "key deleted: dropped after {} ms, new holder after {} ms, on both nodes' lo for {} ms",
+        ms(dropped - t),
+        ms(new.at - t),
+        ms(dropped.saturating_duration_since(new.at))
+    );
+    assert!(
+        dropped - t < Duration::from_secs(1),
+        "the holder dropped {:?} after its key went",
+        dropped - t
+    );
     assert!(
         net.logs().contains("etcd deleted this node's campaign key"),
         "the holder noticed through its own key's watch:\n{}",
         net.logs()
-    );
-    settle(&net);
-
-    let events = net.events();
-    assert_eq!(
-        overlap(&events, 3),
-        Duration::ZERO,
-        "two holders at once: {events:?}"
     );
 }
 

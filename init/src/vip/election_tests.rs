@@ -385,15 +385,18 @@ fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
 
 #[tokio::test(start_paused = true)]
 async fn release_path_table() {
-    // The first term of every winning case: lease, campaign, win, checked,
+    // The first term of every winning case: lease, campaign (and one
+    // keepalive in the background), win, checked,
     // address added, and announced once a check started after the
     // announcement fell due confirms the lease.
-    const HOLD: &[Call] = &[Grant, Start, Check, Add, Announce, Check, Announce];
+    const HOLD: &[Call] = &[
+        Grant, Start, Keepalive, Check, Add, Announce, Check, Announce,
+    ];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
     // A follower term cut short by the stop: its lease is revoked.
-    const FOLLOWER: &[Call] = &[Grant, Start, Revoke];
+    const FOLLOWER: &[Call] = &[Grant, Start, Keepalive, Revoke];
     let cat = |parts: &[&[Call]]| parts.concat();
     let cases: Vec<(&str, Script, f64, Vec<Call>)> = vec![
         (
@@ -464,7 +467,8 @@ async fn release_path_table() {
             6.5,
             // Never confirmed, so never added: nothing to remove.
             cat(&[
-                &[Grant, Start, Check, Keepalive, Check, Resign, Revoke],
+                // (keepalive and check at 0, 2 and 4 s: folded)
+                &[Grant, Start, Keepalive, Check, Resign, Revoke],
                 FOLLOWER,
             ]),
         ),
@@ -479,7 +483,7 @@ async fn release_path_table() {
             // (The burst's announcements and the answer share the checks
             // after the first; folding shows them as one pair.)
             cat(&[
-                &[Grant, Start, Check, Add, Announce],
+                &[Grant, Start, Keepalive, Check, Add, Announce],
                 &[Check, Answer],
                 RELEASE,
             ]),
@@ -652,7 +656,7 @@ async fn checks_before_the_address_and_pauses_after_failures() {
     assert_safe("gone at the check", &calls);
     assert_eq!(
         folded(&calls),
-        vec![Grant, Start, Check, Resign, Revoke, Grant, Start, Revoke],
+        vec![Grant, Start, Keepalive, Check, Resign, Revoke, Grant, Start, Keepalive, Revoke],
         "a win on a key that is gone"
     );
 

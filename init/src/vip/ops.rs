@@ -232,12 +232,23 @@ impl LinkOps for RtnlLink {
     }
 
     async fn remove(&self, index: u32, ip: IpAddr) -> Result<(), OpError> {
-        crate::lock(&self.announcer).take();
-        self.listener.lock().await.take();
-        self.rtnl
+        // Taken first: nothing can be sent for the VIP from here on.
+        let announcer = crate::lock(&self.announcer).take();
+        let listener = self.listener.lock().await.take();
+        let sockets = (announcer, listener);
+        let removed = self
+            .rtnl
             .del_address_at(index, &format!("#{index}"), ip, host_prefix(ip))
             .await
-            .map_err(OpError::from)
+            .map_err(OpError::from);
+        // Closed off the release path: closing a packet socket waits for
+        // an RCU grace period (net/packet/af_packet.c, packet_release →
+        // synchronize_net()), tens of milliseconds each, and the resign
+        // that lets the next holder in comes after this removal.
+        if sockets.0.is_some() || sockets.1.is_some() {
+            tokio::task::spawn_blocking(move || drop(sockets));
+        }
+        removed
     }
 
     async fn holders(&self, ip: IpAddr) -> Result<Vec<u32>, OpError> {

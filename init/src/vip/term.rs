@@ -266,7 +266,13 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
     pub(crate) async fn hold(&mut self, state: &watch::Sender<VipState>) -> (Why, Option<Won>) {
         let (p, link) = (self.p, self.link);
         let mut tick = self.keepalive_tick();
-        tick.tick().await; // the first tick is immediate; the grant was just acknowledged
+        // The first tick is immediate: one keepalive now, in the
+        // background (the campaign does not wait for it). The fence counts
+        // from the grant's send time, and a grant etcd answered only after
+        // electing its first leader (a second or more) would leave the
+        // fence short of the next tick.
+        tick.tick().await;
+        self.keep_alive().await;
         let mut won: Option<Won> = None;
         let mut recheck_at: Option<Instant> = None;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
