@@ -180,11 +180,11 @@ impl Modules {
     /// The thread runs at idle priority (SCHED_IDLE, sched(7)) until
     /// something waits for it ([`Modules::hurry`]): on a busy one-CPU
     /// machine, loading these at normal priority alongside the links made
-    /// that phase 2-3 times slower (make bench-run), while what takes long
-    /// here is mostly waiting (libata debounces every empty SATA port for
-    /// hundreds of milliseconds, Documentation/ABI and
-    /// drivers/ata/libata-sata.c `sata_link_debounce`), which is better
-    /// begun early.
+    /// that phase 2-3 times slower (make bench-run). On such a machine it
+    /// gets the CPU only once raised, so `/var` on q35 still waits for its
+    /// AHCI stack (module loading, then libata's debounce of each empty
+    /// port, drivers/ata/libata-sata.c `sata_link_debounce`); where the
+    /// boot leaves the CPU idle, it runs then.
     pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
         let Some(index) = self.index.clone() else {
             return;

@@ -362,8 +362,9 @@ async fn renew(mut client: Client, lease: i64, granted: i64, limit: Duration) ->
 /// deletion, while the node that wins next needs about as long for its
 /// read: this event comes when the local member applies the deletion,
 /// before any read, so a holder whose lease is revoked early (etcd's
-/// stale-leader revocation: docs/ARCHITECTURE.md) drops the address
-/// ahead of the next holder's win.
+/// stale-leader revocation: docs/ARCHITECTURE.md) drops the address,
+/// as a rule, ahead of the next holder's win (a race with a margin of a
+/// read; the gate keeps the wire when it is lost).
 async fn watch_deleted(mut client: Client, key: &HeldKey) -> EtcdEvent {
     // Deletions only (etcd's `NoPut` filter): every event here is one.
     // Not `Event::event_type`: etcd-client 0.21 panics on a type it does
