@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
 use super::*;
+use crate::vip::campaign::RELEASED;
 use crate::vip::ops::{EtcdEvent, EtcdOps, HeldKey, LinkOps, OpError, TermOps};
 use crate::vip::responder::Asked;
 
@@ -61,6 +62,8 @@ struct Script {
     acks_until: Option<Duration>,
     /// etcd reports another node's key as leader then.
     other_leader_at: Option<Duration>,
+    /// Observe reports the previous holder's released key then.
+    released_seen_at: Option<Duration>,
     /// The keepalive stream ends then.
     stream_ends_at: Option<Duration>,
     /// etcd deletes this node's key then (a lease revoked early), while
@@ -74,7 +77,7 @@ struct Script {
     asked_at: Option<Duration>,
     /// The pause watchdog fires then.
     paused_at: Option<Duration>,
-    /// The campaign's key is gone by the time the win is checked.
+    /// The campaign's key is gone by the time its turn comes.
     gone_at_check: bool,
     /// Checks get no answer until then (a leader election).
     checks_fail_until: Option<Duration>,
@@ -203,9 +206,15 @@ impl TermOps for FakeTerm {
         // healthy followers.
         let (s, start, first) = (self.script, self.start, self.first);
         let win = (first || s.win_always) && s.win;
+        // The campaign's own write, read or watch finds the key only while
+        // etcd answers and the key is there (`campaign.rs`).
+        let answers = s.acks_until.is_none_or(|t| !t.is_zero());
         let at = move |t: Duration| sleep((start + t).saturating_duration_since(Instant::now()));
         tokio::spawn(async move {
-            if win {
+            if win && s.gone_at_check {
+                let ev = EtcdEvent::CampaignFailed("this node's key is gone".into());
+                let _ = events.send(ev).await;
+            } else if win && answers {
                 let key = HeldKey {
                     key: OURS.to_vec(),
                     rev: 1,
@@ -221,6 +230,15 @@ impl TermOps for FakeTerm {
             let mut script: Vec<(Duration, EtcdEvent)> = Vec::new();
             if !first {
                 return;
+            }
+            if let Some(t) = s.released_seen_at {
+                // The previous holder's key, released, still first in
+                // etcd's order: Observe reports it.
+                let released = EtcdEvent::Leader {
+                    key: b"keel/vip/10.5.0.100/0".to_vec(),
+                    value: RELEASED.into(),
+                };
+                script.push((t, released));
             }
             if let Some(t) = s.other_leader_at {
                 let other = EtcdEvent::Leader {
@@ -386,12 +404,10 @@ fn assert_safe(name: &str, calls: &[(Instant, Call, bool)]) {
 #[tokio::test(start_paused = true)]
 async fn release_path_table() {
     // The first term of every winning case: lease, campaign (and one
-    // keepalive in the background), win, checked,
-    // address added, and announced once a check started after the
-    // announcement fell due confirms the lease.
-    const HOLD: &[Call] = &[
-        Grant, Start, Keepalive, Check, Add, Announce, Check, Announce,
-    ];
+    // keepalive in the background), win (itself a committed observation
+    // of the key), address added and announced; the next announcements
+    // once a check started after each fell due confirms the lease.
+    const HOLD: &[Call] = &[Grant, Start, Keepalive, Add, Announce, Check, Announce];
     // A clean release: the address removed and confirmed gone, then
     // resign and revoke.
     const RELEASE: &[Call] = &[Remove(true), Holders, Resign, Revoke];
@@ -453,22 +469,46 @@ async fn release_path_table() {
             cat(&[HOLD, RELEASE, FOLLOWER]),
         ),
         (
-            // etcd answers nothing: the win is never confirmed, so the
-            // address never goes on (the checks at 0, 2 and 4 s do not
-            // complete); the fence from the start
-            // (6 s - 1.2 s margin) passes at 4.8 s; the next term after
-            // the pause.
-            "deadline passes, never announced",
+            // The old holder's released key, reported by Observe after
+            // this node won: nobody else holds it, the term goes on.
+            "a released key observed after the win",
+            Script {
+                win: true,
+                released_seen_at: Some(secs(0.5)),
+                ..Script::default()
+            },
+            1.0,
+            cat(&[HOLD, RELEASE]),
+        ),
+        (
+            // etcd answers nothing from the start: the campaign never
+            // wins, so nothing goes on; a follower's term has no fence.
+            "etcd silent: never won, never added",
             Script {
                 win: true,
                 acks_until: Some(Duration::ZERO),
                 ..Script::default()
             },
             6.5,
-            // Never confirmed, so never added: nothing to remove.
+            cat(&[&[Grant, Start, Keepalive], &[Revoke]]),
+        ),
+        (
+            // etcd goes quiet right after the win: the burst's next
+            // announcements wait for checks that never complete; the
+            // fence from the grant (6 s - 1.2 s margin) passes at 4.8 s
+            // and the address goes; the next term after the pause.
+            "etcd quiet after the win: one announcement, then the fence",
+            Script {
+                win: true,
+                acks_until: Some(secs(0.1)),
+                ..Script::default()
+            },
+            6.5,
             cat(&[
-                // (keepalive and check at 0, 2 and 4 s: folded)
-                &[Grant, Start, Keepalive, Check, Resign, Revoke],
+                &[
+                    Grant, Start, Keepalive, Add, Announce, Check, Keepalive, Check,
+                ],
+                RELEASE,
                 FOLLOWER,
             ]),
         ),
@@ -483,7 +523,7 @@ async fn release_path_table() {
             // (The burst's announcements and the answer share the checks
             // after the first; folding shows them as one pair.)
             cat(&[
-                &[Grant, Start, Keepalive, Check, Add, Announce],
+                &[Grant, Start, Keepalive, Add, Announce],
                 &[Check, Answer],
                 RELEASE,
             ]),
@@ -640,42 +680,44 @@ async fn address_that_never_goes_keeps_the_lease() {
     }
 }
 
-/// Defects mended on the way to the address: a win on a key that is gone
-/// is caught by the check that precedes the address, so nothing is added
-/// or announced; a term that failed (the
-/// address could not be added) is followed by a pause, so a node that
-/// keeps failing does not flood etcd with grants.
+/// Defects mended on the way to the address: a campaign whose key is gone
+/// by its turn fails, so nothing is added or announced and only the lease
+/// is revoked; a check that gets no answer is asked again within 200 ms,
+/// not on the next keepalive tick; a term that failed (the address could
+/// not be added) is followed by a pause, so a node that keeps failing does
+/// not flood etcd with grants.
 #[tokio::test(start_paused = true)]
-async fn checks_before_the_address_and_pauses_after_failures() {
+async fn gone_keys_slow_checks_and_pauses_after_failures() {
     let gone = Script {
         win: true,
         gone_at_check: true,
         ..Script::default()
     };
     let calls = run(gone, secs(1.5)).await;
-    assert_safe("gone at the check", &calls);
+    assert_safe("gone at its turn", &calls);
     assert_eq!(
         folded(&calls),
-        vec![Grant, Start, Keepalive, Check, Resign, Revoke, Grant, Start, Keepalive, Revoke],
-        "a win on a key that is gone"
+        vec![Grant, Start, Keepalive, Revoke, Grant, Start, Keepalive, Revoke],
+        "a campaign whose key is gone"
     );
 
-    // The first checks get no answer for 0.5 s: asked again within 200 ms,
-    // not on the next keepalive tick (1.7 s), so the address is on soon.
+    // A request at 1 s; checks get no answer until 1.3 s: the answer goes
+    // out within 200 ms of that, not on the next keepalive tick (2 s).
     let slow = Script {
         win: true,
-        checks_fail_until: Some(secs(0.5)),
+        asked_at: Some(secs(1.0)),
+        checks_fail_until: Some(secs(1.3)),
         ..Script::default()
     };
-    let calls = run(slow, secs(1.5)).await;
-    let added = calls
+    let calls = run(slow, secs(2.5)).await;
+    let answered = calls
         .iter()
-        .find(|c| c.1 == Add)
+        .find(|c| c.1 == Answer)
         .map(|c| c.0 - calls[0].0)
-        .expect("added once a check answered");
+        .expect("answered once a check answered");
     assert!(
-        added >= secs(0.5) && added < secs(0.8),
-        "added after {added:?}: {:?}",
+        answered >= secs(1.3) && answered < secs(1.6),
+        "answered after {answered:?}: {:?}",
         folded(&calls)
     );
 

@@ -1,7 +1,9 @@
 //! Nothing leaves for the VIP without a fresh confirmation of the lease.
 //!
-//! Every answer to a request for the VIP, and every announcement, waits
-//! for a *check* that was started after it was asked for (the request
+//! Every answer to a request for the VIP, and every announcement but the
+//! first after a win (which rides on the win itself, a committed
+//! observation moments old: `campaign.rs`), waits for a *check* that was
+//! started after it was asked for (the request
 //! read from the socket, the announcement falling due): a linearizable
 //! read in which this node's campaign key still exists with its lease
 //! (`TermOps::check`). A linearizable read is served only once the member

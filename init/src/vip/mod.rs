@@ -2,12 +2,14 @@
 //! address through etcd, exactly one holds it, and it moves when the holder
 //! goes away.
 //!
-//! Each VIP is one election (etcd's v3election service: `Campaign`,
-//! `Leader`, `Observe`, `Resign`) named `keel/vip/<ip>`, campaigned with a
-//! lease of TTL `vip.ttl` that Keel keeps alive every TTL/3 on the *local*
-//! etcd member. The winner adds the address (/32 or /128) to the link and
-//! announces it (gratuitous ARP / unsolicited NA); losing leadership for any
-//! reason removes the address first and resigns second.
+//! Each VIP is one election named `keel/vip/<ip>` with the keys of etcd's
+//! election recipe (so etcd's `Observe` and `etcdctl elect` see it),
+//! campaigned over the KV API ([`campaign`]) with a lease of TTL `vip.ttl`
+//! that Keel keeps alive every TTL/3 on the *local* etcd member. The
+//! winner adds the address (/32 or /128) to the link and announces it
+//! (gratuitous ARP / unsolicited NA); losing leadership for any reason
+//! removes the address first and releases the key second, which lets the
+//! next node win without a read.
 //!
 //! # Why there are never two holders
 //!
@@ -15,14 +17,14 @@
 //! never two holders"). In short: the lease cannot expire in etcd before
 //! the send time of the last acknowledged keepalive + the granted TTL; the
 //! holder keeps that deadline minus a margin ([`fence::Fence`]) and
-//! removes the address when it passes; nobody else's `Campaign` returns
-//! before the lease expires or is resigned; and the one release path
+//! removes the address when it passes; nobody else's campaign wins
+//! before the lease expires or the key is released; and the one release path
 //! (`term.rs`) never resigns or revokes before the address is confirmed
 //! gone from every link: an address that will not go keeps the lease, and
 //! the last resort is a reboot. etcd can still revoke a live lease early
 //! (a raft leader resumed from a freeze, etcd 3.5's `isActive` shortcut):
 //! the holder watches its own key and drops the address when the deletion
-//! reaches its member, two linearizable reads before the next holder can
+//! reaches its member, a linearizable read before the next holder can
 //! add it.
 //!
 //! A holder also keeps etcd's raft leadership away from itself
@@ -30,6 +32,7 @@
 //! a lease extension on top.
 
 pub mod announce;
+pub mod campaign;
 mod election;
 pub mod fence;
 pub mod gate;

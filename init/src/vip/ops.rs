@@ -81,7 +81,9 @@ pub enum EtcdEvent {
     /// A keepalive could not reach the local member at all (its
     /// connection is broken).
     KeepaliveLost,
-    /// The campaign returned: this node leads.
+    /// The campaign won: a write, a linearizable read or a watched
+    /// release found this node's key, with its lease, the first live one
+    /// in the election (`campaign.rs`).
     Won(HeldKey),
     /// The campaign failed.
     CampaignFailed(String),
@@ -121,7 +123,8 @@ pub trait TermOps {
     /// comes on `events` as [`EtcdEvent::Checked`] with `round`): the
     /// confirmation the gate waits for (`gate.rs`).
     fn check(&mut self, key: &HeldKey, round: u64);
-    /// Resigns `key` (best effort, bounded).
+    /// Resigns `key` (best effort, bounded): marks it released
+    /// (`campaign.rs`), which only a node whose address is gone may do.
     async fn resign(&mut self, key: &HeldKey);
     /// Revokes the lease (best effort, bounded).
     async fn revoke(&mut self);
@@ -497,25 +500,15 @@ impl TermOps for EtcdTerm {
             }
             let _ = tx.send(EtcdEvent::ObserveLost).await;
         }));
-        let (mut election, name, value, lease) = (
-            self.client.election_client(),
+        let campaign = super::campaign::run(
+            self.client.clone(),
             self.name.clone(),
             self.identity.clone(),
             self.lease,
         );
         let watcher = self.client.clone();
         self.tasks.push(tokio::spawn(async move {
-            let ev = match election.campaign(name, value, lease).await {
-                Ok(mut won) => match won.take_leader() {
-                    Some(k) => EtcdEvent::Won(HeldKey {
-                        key: k.key().to_vec(),
-                        rev: k.rev(),
-                        lease: k.lease(),
-                    }),
-                    None => EtcdEvent::CampaignFailed("campaign returned no key".into()),
-                },
-                Err(e) => EtcdEvent::CampaignFailed(format!("etcd campaign: {e}")),
-            };
+            let ev = campaign.await;
             let held = match &ev {
                 EtcdEvent::Won(k) => Some(k.clone()),
                 _ => None,
@@ -589,8 +582,10 @@ impl TermOps for EtcdTerm {
     }
 
     async fn resign(&mut self, key: &HeldKey) {
-        let opts = ResignOptions::new().with_leader(self.leader_key(key));
-        let _ = within("resign", RESIGN_TIMEOUT, self.client.resign(Some(opts))).await;
+        // Released, not deleted: the next node's campaign wins on this
+        // write alone (`campaign.rs`); the revoke that follows deletes it.
+        let txn = super::campaign::release_txn(key);
+        let _ = within("release", RESIGN_TIMEOUT, self.client.txn(txn)).await;
     }
 
     async fn revoke(&mut self) {

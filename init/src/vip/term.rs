@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
+use super::campaign::RELEASED;
 use super::election::{set, Inputs, Params, BURST_COUNT, BURST_GAP, REFRESH};
 use super::fence::{keepalive_interval, margin, Fence};
 use super::gate::{Gate, Item};
@@ -61,7 +62,7 @@ pub(crate) enum Why {
     LinkDown,
     OtherHolder,
     ObserveLost,
-    /// Won, but the lease or the leadership did not check out.
+    /// Won, but the fence had passed by the time the address could go on.
     NotConfirmed,
     /// This node was paused (its clock stood still): the lease may be
     /// gone and another node may hold the VIP (`pause.rs`).
@@ -84,7 +85,7 @@ impl Why {
             Why::LinkDown => format!("link {} is down or gone", p.link),
             Why::OtherHolder => "etcd shows another holder".into(),
             Why::ObserveLost => "lost the observe or key watch stream to etcd".into(),
-            Why::NotConfirmed => "elected on a lease or key that is gone".into(),
+            Why::NotConfirmed => "won after the fencing deadline had passed".into(),
             Why::Paused => "this node was paused: the lease may have expired meanwhile".into(),
             Why::Failed(e) => e.clone(),
         }
@@ -309,18 +310,6 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     },
                     Some(EtcdEvent::Checked { round, alive: Some(true) }) => {
                         let (ready, again) = self.gate.acked(round);
-                        // The first confirmation after the win: the
-                        // address goes on, then the announcement.
-                        let confirming = won.as_ref().is_some_and(|w| w.index.is_none());
-                        if confirming && !ready.is_empty() {
-                            if let Some(why) = self.take(&mut won).await {
-                                return (why, won);
-                            }
-                            log::info!("vip {}: holder on {} (this node: {})", p.ip, p.link, p.identity);
-                            if let Some(w) = &won {
-                                set(state, VipState::Holder { since: w.since });
-                            }
-                        }
                         self.release(ready, &mut won);
                         if again {
                             self.check(&won);
@@ -347,15 +336,29 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
                     Some(EtcdEvent::KeyGone) => Why::KeyGone,
                     Some(EtcdEvent::CampaignFailed(e)) => Why::Failed(e),
                     Some(EtcdEvent::Won(key)) => {
-                        // Nothing goes on a link before a linearizable read
-                        // of this key, started now, finds it (the gate, with
-                        // the first announcement waiting on it): Campaign
-                        // can return on a key whose lease expired while it
-                        // waited, and another node may hold the VIP then.
-                        let mut w = Won::new(key, None);
-                        w.next_announce = far;
-                        won = Some(w);
-                        self.wait(Item::Announce, &won);
+                        // The win is itself a committed observation of this
+                        // node's key first among the live ones, with its
+                        // lease (`campaign.rs`): the address goes on if the
+                        // fence still holds, and the first announcement
+                        // follows at once unless a pause intervened
+                        // (`release`). Every later one waits for a check.
+                        won = Some(Won::new(key, None));
+                        if let Some(why) = self.take(&mut won).await {
+                            return (why, won);
+                        }
+                        log::info!("vip {}: holder on {} (this node: {})", p.ip, p.link, p.identity);
+                        if let Some(w) = &won {
+                            set(state, VipState::Holder { since: w.since });
+                        }
+                        self.release(vec![Item::Announce], &mut won);
+                        continue;
+                    }
+                    // A holder that let go (`campaign::RELEASED`): nobody
+                    // holds it until the next campaign wins.
+                    Some(EtcdEvent::Leader { value, .. }) if value == RELEASED => {
+                        if won.is_none() {
+                            set(state, VipState::Follower { leader: None });
+                        }
                         continue;
                     }
                     Some(EtcdEvent::Leader { key, value }) => match &won {
@@ -406,8 +409,7 @@ impl<'a, L: LinkOps, T: TermOps> Session<'a, L, T> {
         }
     }
 
-    /// Adds the address once the win is confirmed, if the fence still
-    /// holds; Some(why) when the term must end (nothing added, or part of
+    /// Adds the address on a win, if the fence still holds; Some(why) when the term must end (nothing added, or part of
     /// it: `finish` then scans every link for it).
     async fn take(&mut self, won: &mut Option<Won>) -> Option<Why> {
         let w = won.as_mut()?;
