@@ -90,7 +90,8 @@ const SUBNET: [u8; 3] = [10, 77, 0];
 const BRIDGE: &str = "br0";
 const HUB_MAC: MacAddr = MacAddr::new(0x02, 0x6b, 0x65, 0x65, 0x6c, 0xee);
 
-fn sh(args: &[&str]) {
+/// Runs `args` and fails the test when it fails.
+pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -648,7 +649,7 @@ fn signal(c: &Child, sig: libc::c_int) {
 
 /// Moves the calling thread into network namespace `name` (setns(2) with
 /// CLONE_NEWNET affects only the calling thread).
-fn enter_netns(name: &str) {
+pub fn enter_netns(name: &str) {
     let f = File::open(format!("/run/netns/{name}")).unwrap();
     // SAFETY: f is an open namespace file descriptor for the call's length.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };

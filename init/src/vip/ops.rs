@@ -20,7 +20,7 @@ use super::announce::Announcer;
 use super::responder::{quiet_kernel, Asked, Listener};
 use crate::etcd::args::ClientTls;
 use crate::etcd::health;
-use crate::net::rtnl::{host_prefix, Rtnl};
+use crate::net::rtnl::{host_prefix, Link, Rtnl};
 
 /// A failed operation, as one line for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,11 @@ impl OpError {
 pub trait LinkOps {
     /// Whether `link` is up with carrier; an error when it does not exist.
     async fn ready(&self, link: &str) -> Result<bool, OpError>;
+    /// Gets ready to take `ip` on `link` before the campaign, so a win
+    /// has only the address to add: looks the links up and quiets the
+    /// kernel (`responder.rs`). Best effort: [`LinkOps::add`] does what is
+    /// left undone.
+    async fn prepare(&self, _link: &str, _ip: IpAddr) {}
     /// Takes `ip` for `link`: the address goes on `lo` (where the kernel
     /// accepts its traffic but never answers for it on `link`,
     /// `responder.rs`), and `link` gets ready to answer and announce;
@@ -151,6 +156,8 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// announcements.
 pub struct RtnlLink {
     rtnl: Rtnl,
+    /// What [`LinkOps::prepare`] found: the link and `lo`, quieted.
+    prepared: std::sync::Mutex<Option<Prepared>>,
     announcer: std::sync::Mutex<Option<Announcer>>,
     /// Only the election loop awaits it, one request at a time.
     listener: tokio::sync::Mutex<Option<Listener>>,
@@ -160,22 +167,27 @@ impl RtnlLink {
     pub fn new(rtnl: Rtnl) -> RtnlLink {
         RtnlLink {
             rtnl,
+            prepared: std::sync::Mutex::new(None),
             announcer: std::sync::Mutex::new(None),
             listener: tokio::sync::Mutex::new(None),
         }
     }
 }
 
-impl LinkOps for RtnlLink {
-    async fn ready(&self, link: &str) -> Result<bool, OpError> {
-        match self.rtnl.link(link).await {
-            Ok(Some(l)) => Ok(l.up && l.carrier),
-            Ok(None) => Err(OpError(format!("link {link} does not exist"))),
-            Err(e) => Err(OpError::from(e)),
-        }
-    }
+/// The VIP's link and `lo` as looked up for one term, with the kernel
+/// quieted on the link.
+#[derive(Debug, Clone)]
+struct Prepared {
+    /// The name asked for, and the link it named then.
+    asked: String,
+    link: Link,
+    mac: [u8; 6],
+    lo: Link,
+}
 
-    async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError> {
+impl RtnlLink {
+    /// Looks `link` and `lo` up and quiets the kernel on `link`.
+    async fn look_up(&self, link: &str) -> Result<Prepared, OpError> {
         let l = self
             .rtnl
             .link(link)
@@ -188,8 +200,6 @@ impl LinkOps for RtnlLink {
         // Before the address exists anywhere: without these the kernel
         // would answer for it on its own.
         quiet_kernel(Path::new("/proc/sys"), &l.name).map_err(OpError::from)?;
-        let announcer = Announcer::open(&l.name, l.index, mac).map_err(OpError::from)?;
-        let listener = Listener::open(&l.name, l.index, ip).map_err(OpError::from)?;
         let lo = self
             .rtnl
             .link("lo")
@@ -203,13 +213,70 @@ impl LinkOps for RtnlLink {
                 "link lo is down: traffic for the VIP would be dropped".into(),
             ));
         }
+        Ok(Prepared {
+            asked: link.to_string(),
+            link: l,
+            mac,
+            lo,
+        })
+    }
+}
+
+impl LinkOps for RtnlLink {
+    async fn ready(&self, link: &str) -> Result<bool, OpError> {
+        match self.rtnl.link(link).await {
+            // The name now on another link (recreated): what was looked up
+            // for the term is stale and forgotten, and the term ends as for
+            // a link down (the next one looks it up afresh).
+            Ok(Some(l)) => {
+                let mut prepared = crate::lock(&self.prepared);
+                let stale = prepared
+                    .as_ref()
+                    .is_some_and(|p| p.asked == link && p.link.index != l.index);
+                if stale {
+                    *prepared = None;
+                }
+                Ok(l.up && l.carrier && !stale)
+            }
+            Ok(None) => Err(OpError(format!("link {link} does not exist"))),
+            Err(e) => Err(OpError::from(e)),
+        }
+    }
+
+    async fn prepare(&self, link: &str, _ip: IpAddr) {
+        let found = self.look_up(link).await;
+        if let Err(e) = &found {
+            log::debug!("vip: preparing {link}: {e}");
+        }
+        *crate::lock(&self.prepared) = found.ok();
+    }
+
+    async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError> {
+        // Looked up at the term's start (a netlink round trip or two less
+        // between the win and the first announcement: tens of ms on a
+        // busy VM), or now.
+        // Kept for `ready` to compare while the VIP is held.
+        let ready = crate::lock(&self.prepared)
+            .clone()
+            .filter(|p| p.asked == link);
+        let p = match ready {
+            Some(p) => p,
+            None => {
+                let p = self.look_up(link).await?;
+                *crate::lock(&self.prepared) = Some(p.clone());
+                p
+            }
+        };
+        let announcer =
+            Announcer::open(&p.link.name, p.link.index, p.mac).map_err(OpError::from)?;
+        let listener = Listener::open(&p.link.name, p.link.index, ip).map_err(OpError::from)?;
         self.rtnl
-            .add_host_address(&lo, ip)
+            .add_host_address(&p.lo, ip)
             .await
             .map_err(OpError::from)?;
         *crate::lock(&self.announcer) = Some(announcer);
         *self.listener.lock().await = Some(listener);
-        Ok(lo.index)
+        Ok(p.lo.index)
     }
 
     async fn asked(&self) -> Result<Asked, OpError> {
