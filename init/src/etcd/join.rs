@@ -290,7 +290,10 @@ pub async fn prepare(plan: &Plan, seeds: &[Seed], w: Waiting<'_>) -> Result<Star
         let known = read_peers(&peers_file(plan));
         let has_data = rejoin::has_data(&plan.data_dir);
         let targets = targets(plan, seeds, &known).await;
-        let answer = rejoin::ask(&targets, plan).await.into_iter().next();
+        let answer = rejoin::ask(&targets, plan, rejoin::PEER_TIMEOUT)
+            .await
+            .into_iter()
+            .next();
         let members = answer.as_ref().map(|a| a.members.as_slice());
         let decision = decide(
             &plan.name,

@@ -14,7 +14,9 @@
 //! 3. Otherwise every other founding member is asked, in parallel, for the
 //!    member list on its client URL (node address, client port: the peers
 //!    need `clientOnNodeAddress`; a host that takes no TCP connection
-//!    within [`REACH_TIMEOUT`] counts as not answering). Nobody answers:
+//!    within [`REACH_TIMEOUT`] counts as not answering, and so, on the
+//!    first attempt of a boot, does one that then says nothing within
+//!    [`FIRST_ANSWER_TIMEOUT`]: its etcd is starting too). Nobody answers:
 //!    a fresh cluster whose members are all booting, so `new` with the
 //!    static list. Someone
 //!    answers: [`decide`] on the list it returned —
@@ -76,6 +78,21 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 /// was started before ("has already been bootstrapped"), and the
 /// supervisor's next attempt asks again.
 pub const REACH_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How long a peer whose host took the connection gets to answer, on the
+/// first start of a member with an empty data dir (later attempts give it
+/// [`PEER_TIMEOUT`]). etcd serves its client port only once it is ready
+/// (embed's `serve` waits for `ReadyNotify`: the member has joined a
+/// cluster with a leader), but its listener is open from the start, so a
+/// peer that is itself starting takes the TCP connection and then never
+/// answers the TLS handshake: at a cold start of the whole cluster every
+/// node waited the full 3 s for peers that could not answer before it
+/// started (measured: `make bench-run`, 2 nodes of 3 in one round). A
+/// serving peer answers within a few round trips. Missing a slow one is
+/// not unsafe (see [`REACH_TIMEOUT`]): etcd refuses to bootstrap a member
+/// the cluster knows as started, and the supervisor's next attempt waits
+/// the full time.
+pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RejoinError {
@@ -243,7 +260,9 @@ pub async fn may_replace(plan: &Plan, client: &mut Client) -> Result<(), String>
 
 /// How to start etcd now; may change the cluster's membership (see the
 /// module docs). An error is retried by the supervisor with backoff.
-pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
+/// `first`: the first start attempt of this boot (see
+/// [`FIRST_ANSWER_TIMEOUT`]).
+pub async fn prepare(plan: &Plan, first: bool) -> Result<Start, RejoinError> {
     if plan.peer_endpoints.is_empty() {
         return Ok(plan.static_start());
     }
@@ -251,7 +270,12 @@ pub async fn prepare(plan: &Plan) -> Result<Start, RejoinError> {
         check_cluster_id(plan).await?;
         return Ok(plan.static_start());
     }
-    let answers = ask_peers(plan).await;
+    let patience = if first {
+        FIRST_ANSWER_TIMEOUT
+    } else {
+        PEER_TIMEOUT
+    };
+    let answers = ask(&plan.peer_endpoints, plan, patience).await;
     let Some(Answer {
         peer,
         mut client,
@@ -359,7 +383,9 @@ async fn check_cluster_id(plan: &Plan) -> Result<(), RejoinError> {
             return Ok(());
         }
     };
-    let answers = ask_peers(plan).await;
+    // The full time: a data dir from another cluster must not start
+    // because the peers were slow to say so.
+    let answers = ask(&plan.peer_endpoints, plan, PEER_TIMEOUT).await;
     // 0: no response header, nothing to compare.
     let ids: Vec<u64> = answers
         .iter()
@@ -393,21 +419,24 @@ pub(super) struct Answer {
 
 /// Every other founding member that returns a member list, in
 /// `initialCluster` order, each with the client that reached it.
-async fn ask_peers(plan: &Plan) -> Vec<Answer> {
-    ask(&plan.peer_endpoints, plan).await
-}
-
-/// Each `(label, endpoint)` that returns a member list, in order, each with
-/// the client that reached it; the others are logged at debug level.
-pub(super) async fn ask(targets: &[(String, String)], plan: &Plan) -> Vec<Answer> {
+/// Each `(label, endpoint)` that returns a member list within `patience`
+/// of taking the connection, in order, each with the client that reached
+/// it; the others are logged at debug level.
+pub(super) async fn ask(
+    targets: &[(String, String)],
+    plan: &Plan,
+    patience: Duration,
+) -> Vec<Answer> {
     let asks = targets.iter().map(|(name, endpoint)| async move {
         reachable(endpoint)
             .await
             .map_err(|e| format!("{name} at {endpoint}: {e}"))?;
-        let mut client = health::connect(endpoint, plan.client_tls.as_ref(), PEER_TIMEOUT)
+        let t = tokio::time::Instant::now();
+        let mut client = health::connect(endpoint, plan.client_tls.as_ref(), patience)
             .await
             .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(PEER_TIMEOUT, client.member_list()).await {
+        let left = patience.saturating_sub(t.elapsed());
+        match tokio::time::timeout(left, client.member_list()).await {
             Ok(Ok(list)) => Ok(Answer {
                 peer: format!("{name} at {endpoint}"),
                 cluster_id: list.header().map_or(0, |h| h.cluster_id()),
@@ -594,6 +623,28 @@ mod tests {
             let got = reachable(&endpoint).await;
             assert_eq!(got.is_ok(), want, "{endpoint}: {got:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_takes_the_connection_but_never_serves_is_not_waited_for() {
+        // What a peer whose etcd is still starting looks like: its client
+        // listener is open (the kernel completes the TCP handshake) and
+        // nothing is served on it yet.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let targets = vec![("a".to_owned(), format!("http://127.0.0.1:{port}"))];
+        let p = plan();
+        for patience in [Duration::from_millis(300), FIRST_ANSWER_TIMEOUT] {
+            let t = std::time::Instant::now();
+            let answers = ask(&targets, &p, patience).await;
+            let took = t.elapsed();
+            assert!(answers.is_empty(), "{patience:?}: a silent peer answered");
+            assert!(
+                took >= patience && took < patience + Duration::from_millis(700),
+                "{patience:?}: gave up after {took:?}"
+            );
+        }
+        drop(silent);
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Task {
         }
         let plan = &self.settings.plan;
         let start = match &plan.formation {
-            Formation::Static => rejoin::prepare(plan).await?,
+            Formation::Static => rejoin::prepare(plan, first).await?,
             Formation::Discovered { seeds } => {
                 let mut requests = self.requests.lock().await;
                 let shared = self.shared.clone();
