@@ -183,6 +183,17 @@ pub async fn probe(
     endpoint: &str,
     timeout: Duration,
 ) -> Result<MemberView, ProbeError> {
+    probe_waiting(client, endpoint, timeout, timeout).await
+}
+
+/// [`probe`], with the Status call given `status_wait` (a starting
+/// member answers it the moment it serves, see [`attempt`]).
+async fn probe_waiting(
+    client: &mut Client,
+    endpoint: &str,
+    timeout: Duration,
+    status_wait: Duration,
+) -> Result<MemberView, ProbeError> {
     let fail = |source| ProbeError::Read {
         endpoint: endpoint.to_owned(),
         source,
@@ -191,7 +202,7 @@ pub async fn probe(
         endpoint: endpoint.to_owned(),
         timeout,
     };
-    let status = match tokio::time::timeout(timeout, client.status()).await {
+    let status = match tokio::time::timeout(status_wait, client.status()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return Err(ProbeError::Status {
@@ -202,7 +213,7 @@ pub async fn probe(
         Err(_) => {
             return Err(ProbeError::Status {
                 endpoint: endpoint.to_owned(),
-                why: format!("timed out after {timeout:?}"),
+                why: format!("timed out after {status_wait:?}"),
             })
         }
     };
@@ -235,12 +246,28 @@ async fn attempt(
     endpoint: &str,
     tls: Option<&ClientTls>,
     timeout: Duration,
+    starting: bool,
 ) -> Result<MemberView, ProbeError> {
+    let wait = if starting { STARTING_CONNECT } else { timeout };
     let c = match client {
         Some(c) => c,
-        None => client.insert(connect(endpoint, tls, timeout).await?),
+        None => {
+            // A starting etcd has its client listener open long before it
+            // serves (embed's `serve` waits for `ReadyNotify`): the
+            // connection waits in the listener's backlog and is served the
+            // moment etcd is ready, while one that gave up after `timeout`
+            // meanwhile starts its TLS handshake only then (measured: the
+            // first good probe 0.9 s after "ready to serve" instead of
+            // a handshake after it).
+            // (Each call below has its own deadline: no per-request one.)
+            let opts = options(tls, timeout, false).with_connect_timeout(wait);
+            client.insert(connect_with(endpoint, opts, wait).await?)
+        }
     };
-    let r = probe(c, endpoint, timeout).await;
+    // The same for the first request on a plaintext connection (no
+    // handshake to wait in): Status, which a member answers as soon as it
+    // serves.
+    let r = probe_waiting(c, endpoint, timeout, wait).await;
     if matches!(r, Err(ProbeError::Status { .. })) {
         *client = None;
     }
@@ -252,6 +279,9 @@ async fn attempt(
 /// connection (and, once there is a leader, one read); the floor of
 /// `make bench-run` polls etcd's /health as often with a whole process.
 pub const STARTING_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a connection may wait for a starting member to serve.
+pub const STARTING_CONNECT: Duration = Duration::from_secs(30);
 
 /// How long to wait before the one retry of a failed probe.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -286,11 +316,11 @@ pub async fn run(
             interval
         };
         next_at = next_at.max(tokio::time::Instant::now());
-        let mut result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
+        let mut result = attempt(&mut client, &endpoint, tls.as_ref(), timeout, waiting).await;
         // A failure changes nothing while starting: no retry needed then.
         if result.is_err() && !waiting {
             tokio::time::sleep(RETRY_AFTER).await;
-            result = attempt(&mut client, &endpoint, tls.as_ref(), timeout).await;
+            result = attempt(&mut client, &endpoint, tls.as_ref(), timeout, false).await;
         }
         let event = match &result {
             Ok(v) if v.is_learner => Event::ProbeLearner,
@@ -336,6 +366,31 @@ pub async fn run(
 mod tests {
     use super::*;
     use Event as E;
+
+    #[tokio::test]
+    async fn a_starting_member_is_waited_for_in_its_backlog() {
+        // A member still starting: its listener takes connections (the
+        // kernel's backlog) and serves nothing; here it goes away after
+        // 600 ms, which ends a connection still waiting.
+        let timeout = Duration::from_millis(200);
+        for (starting, at_least, below) in [(true, 600, 1500), (false, 200, 550)] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let endpoint = format!("http://{}", l.local_addr().unwrap());
+            let closer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                drop(l);
+            });
+            let t = tokio::time::Instant::now();
+            let r = attempt(&mut None, &endpoint, None, timeout, starting).await;
+            let took = t.elapsed();
+            assert!(r.is_err(), "starting {starting}: nothing served, yet {r:?}");
+            assert!(
+                took >= Duration::from_millis(at_least) && took < Duration::from_millis(below),
+                "starting {starting}: gave up after {took:?}"
+            );
+            closer.await.unwrap();
+        }
+    }
     use Health as H;
 
     #[test]

@@ -100,6 +100,8 @@ pub async fn elect<L: LinkOps, E: EtcdOps>(
     state: &watch::Sender<VipState>,
 ) {
     let mut logged_wait = String::new();
+    // The next term's connection, made while etcd starts (see below).
+    let mut early: Option<E::Term> = None;
     loop {
         if *inputs.stop.borrow() {
             return;
@@ -119,15 +121,36 @@ pub async fn elect<L: LinkOps, E: EtcdOps>(
                 log::info!("vip {}: waiting for {what}", p.ip);
                 logged_wait = what;
             }
+            // While etcd starts, the first term's connection is made
+            // alongside the wait: etcd's client listener is open before it
+            // serves, so the connection waits in its backlog and its TLS
+            // handshake is done by the time the member is healthy (a
+            // handshake is hundreds of ms on a busy VM). It is that term's
+            // own connection, as every term's is; one cut short by a
+            // change of health is made again by the term.
+            let make = early.is_none() && !*inputs.etcd_healthy.borrow();
+            let connect = async {
+                if !make {
+                    return std::future::pending().await;
+                }
+                match etcd.term().await {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        sleep(RETRY).await;
+                        None
+                    }
+                }
+            };
             tokio::select! {
                 _ = inputs.stop.changed() => {}
                 _ = changed(&mut inputs.etcd_healthy) => {}
                 _ = sleep(RETRY) => {}
+                t = connect => early = t,
             }
             continue;
         }
         logged_wait.clear();
-        match term(p, link, etcd, &mut inputs, state).await {
+        match term(p, link, etcd, early.take(), &mut inputs, state).await {
             End::Stop | End::Halted => return,
             End::Again => {}
             End::Pause => {
@@ -151,10 +174,15 @@ async fn term<L: LinkOps, E: EtcdOps>(
     p: &Params,
     link: &L,
     etcd: &E,
+    early: Option<E::Term>,
     inputs: &mut Inputs,
     state: &watch::Sender<VipState>,
 ) -> End {
-    let mut t = match etcd.term().await {
+    let made = match early {
+        Some(t) => Ok(t),
+        None => etcd.term().await,
+    };
+    let mut t = match made {
         Ok(t) => t,
         Err(e) => return End::Retry(e.0),
     };

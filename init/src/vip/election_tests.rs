@@ -64,6 +64,10 @@ struct Script {
     other_leader_at: Option<Duration>,
     /// Observe reports the previous holder's released key then.
     released_seen_at: Option<Duration>,
+    /// The local etcd member is healthy only from then on.
+    healthy_at: Option<Duration>,
+    /// How long making a term's connection takes.
+    connect_takes: Option<Duration>,
     /// The keepalive stream ends then.
     stream_ends_at: Option<Duration>,
     /// etcd deletes this node's key then (a lease revoked early), while
@@ -181,6 +185,9 @@ const OURS: &[u8] = b"keel/vip/10.5.0.100/1";
 impl EtcdOps for FakeEtcd {
     type Term = FakeTerm;
     async fn term(&self) -> Result<FakeTerm, OpError> {
+        if let Some(d) = self.script.connect_takes {
+            sleep(d).await;
+        }
         let mut n = self.terms.borrow_mut();
         *n += 1;
         Ok(FakeTerm {
@@ -330,7 +337,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         record: "/nonexistent/vip-leases".into(),
     };
     let (stop_tx, stop) = watch::channel(false);
-    let (_healthy_tx, etcd_healthy) = watch::channel(true);
+    let (healthy_tx, etcd_healthy) = watch::channel(script.healthy_at.is_none());
     let (state, _) = watch::channel(VipState::WaitingForEtcd);
     let (paused_tx, paused) = watch::channel(0u64);
     let inputs = Inputs {
@@ -343,6 +350,14 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         sleep(run_for).await;
         let _ = stop_tx.send(true);
     };
+    let healthy = async {
+        if let Some(t) = script.healthy_at {
+            sleep(t).await;
+            let _ = healthy_tx.send(true);
+        }
+        // Kept open: a closed watch reads as no change, for ever.
+        sleep(run_for).await;
+    };
     let pauser = async {
         if let Some(t) = script.paused_at {
             sleep(t).await;
@@ -352,7 +367,12 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         sleep(run_for).await;
     };
     let done = tokio::time::timeout(Duration::from_secs(3600), async {
-        tokio::join!(elect(&p, &link, &etcd, inputs, &state), stopper, pauser)
+        tokio::join!(
+            elect(&p, &link, &etcd, inputs, &state),
+            stopper,
+            pauser,
+            healthy
+        )
     })
     .await;
     assert!(done.is_ok(), "the loop did not stop");
@@ -743,4 +763,34 @@ async fn gone_keys_slow_checks_and_pauses_after_failures() {
         !folded(&calls).contains(&Announce),
         "announced an address it could not add"
     );
+}
+
+/// The first term's connection is made while the local member is still
+/// starting: the lease is granted the moment etcd is healthy, not a
+/// connection (here 0.4 s) later.
+#[tokio::test(start_paused = true)]
+async fn first_connection_made_while_etcd_starts() {
+    // (case, etcd healthy at, the grant at), in seconds.
+    let cases: &[(&str, Option<f64>, f64)] = &[
+        ("connected during the wait", Some(1.0), 1.0),
+        ("healthy from the start: connected then", None, 0.4),
+    ];
+    for (name, healthy_at, grant_at) in cases {
+        let script = Script {
+            win: true,
+            healthy_at: healthy_at.map(secs),
+            connect_takes: Some(secs(0.4)),
+            ..Script::default()
+        };
+        // The paused clock: `run` starts at this same instant.
+        let t0 = Instant::now();
+        let calls = run(script, secs(2.0)).await;
+        assert_safe(name, &calls);
+        assert_eq!(folded(&calls)[..2], [Grant, Start], "{name}");
+        let grant = calls[0].0 - t0;
+        assert!(
+            grant >= secs(*grant_at) && grant < secs(grant_at + 0.05),
+            "{name}: granted at {grant:?}"
+        );
+    }
 }
