@@ -366,6 +366,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use Event as E;
+    use Health as H;
 
     #[tokio::test]
     async fn a_starting_member_is_waited_for_in_its_backlog() {
@@ -391,7 +392,6 @@ mod tests {
             closer.await.unwrap();
         }
     }
-    use Health as H;
 
     #[test]
     fn transitions() {

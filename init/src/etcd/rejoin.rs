@@ -417,8 +417,6 @@ pub(super) struct Answer {
     pub members: Vec<Seen>,
 }
 
-/// Every other founding member that returns a member list, in
-/// `initialCluster` order, each with the client that reached it.
 /// Each `(label, endpoint)` that returns a member list within `patience`
 /// of taking the connection, in order, each with the client that reached
 /// it; the others are logged at debug level.
@@ -432,7 +430,11 @@ pub(super) async fn ask(
             .await
             .map_err(|e| format!("{name} at {endpoint}: {e}"))?;
         let t = tokio::time::Instant::now();
-        let mut client = health::connect(endpoint, plan.client_tls.as_ref(), patience)
+        // The client goes on to change membership (`may_replace`, member
+        // remove and add): its requests keep the full timeout.
+        let opts = health::options(plan.client_tls.as_ref(), PEER_TIMEOUT, true)
+            .with_connect_timeout(patience);
+        let mut client = health::connect_with(endpoint, opts, patience)
             .await
             .map_err(|e| e.to_string())?;
         let left = patience.saturating_sub(t.elapsed());

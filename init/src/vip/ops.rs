@@ -254,8 +254,7 @@ impl LinkOps for RtnlLink {
     async fn add(&self, link: &str, ip: IpAddr) -> Result<u32, OpError> {
         // Looked up at the term's start (a netlink round trip or two less
         // between the win and the first announcement: tens of ms on a
-        // busy VM), or now.
-        // Kept for `ready` to compare while the VIP is held.
+        // busy VM), or now; kept for `ready` to compare while held.
         let ready = crate::lock(&self.prepared)
             .clone()
             .filter(|p| p.asked == link);
