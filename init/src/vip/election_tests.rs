@@ -68,6 +68,10 @@ struct Script {
     healthy_at: Option<Duration>,
     /// How long making a term's connection takes.
     connect_takes: Option<Duration>,
+    /// The local member is a learner.
+    learner: bool,
+    /// The local member is unhealthy from the first to the second.
+    unhealthy_between: Option<(Duration, Duration)>,
     /// The keepalive stream ends then.
     stream_ends_at: Option<Duration>,
     /// etcd deletes this node's key then (a lease revoked early), while
@@ -309,6 +313,9 @@ impl TermOps for FakeTerm {
     async fn revoke(&mut self) {
         record(&self.log, Revoke);
     }
+    async fn voter(&mut self) -> bool {
+        !self.script.learner
+    }
 }
 
 /// Runs the loop with `script` for `run_for`, then asks it to stop and
@@ -353,6 +360,12 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
     let healthy = async {
         if let Some(t) = script.healthy_at {
             sleep(t).await;
+            let _ = healthy_tx.send(true);
+        }
+        if let Some((from, to)) = script.unhealthy_between {
+            sleep(from).await;
+            let _ = healthy_tx.send(false);
+            sleep(to - from).await;
             let _ = healthy_tx.send(true);
         }
         // Kept open: a closed watch reads as no change, for ever.
@@ -766,18 +779,33 @@ async fn gone_keys_slow_checks_and_pauses_after_failures() {
 }
 
 /// The first term's connection is made while the local member is still
-/// starting: the lease is granted the moment etcd is healthy, not a
-/// connection (here 0.4 s) later.
+/// starting, and a member that serves it as a voter needs no health probe
+/// first: the lease is granted as soon as that connection (here 0.4 s) is
+/// made; a learner's waits for the probe, and so does a term after the
+/// member was healthy once.
 #[tokio::test(start_paused = true)]
 async fn first_connection_made_while_etcd_starts() {
-    // (case, etcd healthy at, the grant at), in seconds.
-    let cases: &[(&str, Option<f64>, f64)] = &[
-        ("connected during the wait", Some(1.0), 1.0),
-        ("healthy from the start: connected then", None, 0.4),
+    // (case, learner, etcd healthy at, the grant at), in seconds.
+    let cases: &[(&str, bool, Option<f64>, f64)] = &[
+        (
+            "a voter serves the connection: no wait",
+            false,
+            Some(1.0),
+            0.4,
+        ),
+        (
+            "a voter, never healthy: the writes decide",
+            false,
+            Some(9.0),
+            0.4,
+        ),
+        ("a learner: waits for health", true, Some(1.0), 1.0),
+        ("healthy from the start: connected then", false, None, 0.4),
     ];
-    for (name, healthy_at, grant_at) in cases {
+    for (name, learner, healthy_at, grant_at) in cases {
         let script = Script {
             win: true,
+            learner: *learner,
             healthy_at: healthy_at.map(secs),
             connect_takes: Some(secs(0.4)),
             ..Script::default()
@@ -793,4 +821,31 @@ async fn first_connection_made_while_etcd_starts() {
             "{name}: granted at {grant:?}"
         );
     }
+}
+
+/// After the member was healthy once, a term waits for the probe again,
+/// however quickly its connection is served.
+#[tokio::test(start_paused = true)]
+async fn after_a_healthy_member_the_probe_decides_again() {
+    let script = Script {
+        win: true,
+        unhealthy_between: Some((secs(1.0), secs(3.0))),
+        connect_takes: Some(secs(0.1)),
+        ..Script::default()
+    };
+    let t0 = Instant::now();
+    let calls = run(script, secs(4.0)).await;
+    assert_safe("unhealthy, then healthy", &calls);
+    let grants: Vec<Duration> = calls
+        .iter()
+        .filter(|c| c.1 == Grant)
+        .map(|c| c.0 - t0)
+        .collect();
+    assert_eq!(grants.len(), 2, "{:?}", folded(&calls));
+    assert!(grants[0] < secs(0.2), "first term at {:?}", grants[0]);
+    assert!(
+        grants[1] >= secs(3.0) && grants[1] < secs(3.05),
+        "second term at {:?}: not before the member is healthy again",
+        grants[1]
+    );
 }
