@@ -100,28 +100,12 @@ pub async fn elect<L: LinkOps, E: EtcdOps>(
     state: &watch::Sender<VipState>,
 ) {
     let mut logged_wait = String::new();
-    // The next term's connection, made while etcd starts (see below), and
-    // whether its member said it serves as a voter.
-    let mut early: Option<(E::Term, bool)> = None;
-    let mut ever_healthy = false;
     loop {
         if *inputs.stop.borrow() {
             return;
         }
         set(state, VipState::WaitingForEtcd);
-        let healthy = *inputs.etcd_healthy.borrow();
-        ever_healthy |= healthy;
-        // The first campaign of a boot need not wait for the health
-        // probe's first quorum read once its own connection is served by a
-        // voter: the lease grant and the campaign are raft writes, which
-        // go through only with a leader and a quorum, and etcd refuses
-        // them to a learner; the probe's read (a TLS handshake and a
-        // ReadIndex round on a member still setting up its cluster) took
-        // 0.45-1.1 s after "ready to serve" under TCG. Later campaigns,
-        // after the member was healthy once, wait for the probe again: a
-        // failing member then ends the term and keeps it from campaigning.
-        let first_served = !ever_healthy && early.as_ref().is_some_and(|(_, voter)| *voter);
-        let waiting = if !healthy && !first_served {
+        let waiting = if !*inputs.etcd_healthy.borrow() {
             Some("the local etcd member to be healthy".to_string())
         } else {
             match link.ready(&p.link).await {
@@ -135,42 +119,15 @@ pub async fn elect<L: LinkOps, E: EtcdOps>(
                 log::info!("vip {}: waiting for {what}", p.ip);
                 logged_wait = what;
             }
-            // While etcd starts, the first term's connection is made
-            // alongside the wait: etcd's client listener is open before it
-            // serves, so the connection waits in its backlog and its TLS
-            // handshake is done by the time the member is healthy (a
-            // handshake is hundreds of ms on a busy VM). It is that term's
-            // own connection, as every term's is; one cut short by a
-            // change of health is made again by the term.
-            let make = early.is_none() && !healthy;
-            let connect = async {
-                if !make {
-                    return std::future::pending().await;
-                }
-                match etcd.term().await {
-                    Ok(mut t) => {
-                        let voter = t.voter().await;
-                        Some((t, voter))
-                    }
-                    Err(_) => {
-                        sleep(RETRY).await;
-                        None
-                    }
-                }
-            };
-            // No periodic wake-up while connecting: it would cut the
-            // connection short (only the link's state is polled).
             tokio::select! {
                 _ = inputs.stop.changed() => {}
                 _ = changed(&mut inputs.etcd_healthy) => {}
-                _ = sleep(RETRY), if !make => {}
-                t = connect => early = t,
+                _ = sleep(RETRY) => {}
             }
             continue;
         }
         logged_wait.clear();
-        let made = early.take().map(|(t, _)| t);
-        match term(p, link, etcd, made, &mut inputs, state).await {
+        match term(p, link, etcd, &mut inputs, state).await {
             End::Stop | End::Halted => return,
             End::Again => {}
             End::Pause => {
@@ -194,15 +151,10 @@ async fn term<L: LinkOps, E: EtcdOps>(
     p: &Params,
     link: &L,
     etcd: &E,
-    early: Option<E::Term>,
     inputs: &mut Inputs,
     state: &watch::Sender<VipState>,
 ) -> End {
-    let made = match early {
-        Some(t) => Ok(t),
-        None => etcd.term().await,
-    };
-    let mut t = match made {
+    let mut t = match etcd.term().await {
         Ok(t) => t,
         Err(e) => return End::Retry(e.0),
     };

@@ -64,14 +64,6 @@ struct Script {
     other_leader_at: Option<Duration>,
     /// Observe reports the previous holder's released key then.
     released_seen_at: Option<Duration>,
-    /// The local etcd member is healthy only from then on.
-    healthy_at: Option<Duration>,
-    /// How long making a term's connection takes.
-    connect_takes: Option<Duration>,
-    /// The local member is a learner.
-    learner: bool,
-    /// The local member is unhealthy from the first to the second.
-    unhealthy_between: Option<(Duration, Duration)>,
     /// The keepalive stream ends then.
     stream_ends_at: Option<Duration>,
     /// etcd deletes this node's key then (a lease revoked early), while
@@ -189,9 +181,6 @@ const OURS: &[u8] = b"keel/vip/10.5.0.100/1";
 impl EtcdOps for FakeEtcd {
     type Term = FakeTerm;
     async fn term(&self) -> Result<FakeTerm, OpError> {
-        if let Some(d) = self.script.connect_takes {
-            sleep(d).await;
-        }
         let mut n = self.terms.borrow_mut();
         *n += 1;
         Ok(FakeTerm {
@@ -313,9 +302,6 @@ impl TermOps for FakeTerm {
     async fn revoke(&mut self) {
         record(&self.log, Revoke);
     }
-    async fn voter(&mut self) -> bool {
-        !self.script.learner
-    }
 }
 
 /// Runs the loop with `script` for `run_for`, then asks it to stop and
@@ -344,7 +330,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         record: "/nonexistent/vip-leases".into(),
     };
     let (stop_tx, stop) = watch::channel(false);
-    let (healthy_tx, etcd_healthy) = watch::channel(script.healthy_at.is_none());
+    let (_healthy_tx, etcd_healthy) = watch::channel(true);
     let (state, _) = watch::channel(VipState::WaitingForEtcd);
     let (paused_tx, paused) = watch::channel(0u64);
     let inputs = Inputs {
@@ -357,20 +343,6 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         sleep(run_for).await;
         let _ = stop_tx.send(true);
     };
-    let healthy = async {
-        if let Some(t) = script.healthy_at {
-            sleep(t).await;
-            let _ = healthy_tx.send(true);
-        }
-        if let Some((from, to)) = script.unhealthy_between {
-            sleep(from).await;
-            let _ = healthy_tx.send(false);
-            sleep(to - from).await;
-            let _ = healthy_tx.send(true);
-        }
-        // Kept open: a closed watch reads as no change, for ever.
-        sleep(run_for).await;
-    };
     let pauser = async {
         if let Some(t) = script.paused_at {
             sleep(t).await;
@@ -380,12 +352,7 @@ async fn run(script: Script, run_for: Duration) -> Vec<(Instant, Call, bool)> {
         sleep(run_for).await;
     };
     let done = tokio::time::timeout(Duration::from_secs(3600), async {
-        tokio::join!(
-            elect(&p, &link, &etcd, inputs, &state),
-            stopper,
-            pauser,
-            healthy
-        )
+        tokio::join!(elect(&p, &link, &etcd, inputs, &state), stopper, pauser)
     })
     .await;
     assert!(done.is_ok(), "the loop did not stop");
@@ -775,77 +742,5 @@ async fn gone_keys_slow_checks_and_pauses_after_failures() {
     assert!(
         !folded(&calls).contains(&Announce),
         "announced an address it could not add"
-    );
-}
-
-/// The first term's connection is made while the local member is still
-/// starting, and a member that serves it as a voter needs no health probe
-/// first: the lease is granted as soon as that connection (here 0.4 s) is
-/// made; a learner's waits for the probe, and so does a term after the
-/// member was healthy once.
-#[tokio::test(start_paused = true)]
-async fn first_connection_made_while_etcd_starts() {
-    // (case, learner, etcd healthy at, the grant at), in seconds.
-    let cases: &[(&str, bool, Option<f64>, f64)] = &[
-        (
-            "a voter serves the connection: no wait",
-            false,
-            Some(1.0),
-            0.4,
-        ),
-        (
-            "a voter, never healthy: the writes decide",
-            false,
-            Some(9.0),
-            0.4,
-        ),
-        ("a learner: waits for health", true, Some(1.0), 1.0),
-        ("healthy from the start: connected then", false, None, 0.4),
-    ];
-    for (name, learner, healthy_at, grant_at) in cases {
-        let script = Script {
-            win: true,
-            learner: *learner,
-            healthy_at: healthy_at.map(secs),
-            connect_takes: Some(secs(0.4)),
-            ..Script::default()
-        };
-        // The paused clock: `run` starts at this same instant.
-        let t0 = Instant::now();
-        let calls = run(script, secs(2.0)).await;
-        assert_safe(name, &calls);
-        assert_eq!(folded(&calls)[..2], [Grant, Start], "{name}");
-        let grant = calls[0].0 - t0;
-        assert!(
-            grant >= secs(*grant_at) && grant < secs(grant_at + 0.05),
-            "{name}: granted at {grant:?}"
-        );
-    }
-}
-
-/// After the member was healthy once, a term waits for the probe again,
-/// however quickly its connection is served.
-#[tokio::test(start_paused = true)]
-async fn after_a_healthy_member_the_probe_decides_again() {
-    let script = Script {
-        win: true,
-        unhealthy_between: Some((secs(1.0), secs(3.0))),
-        connect_takes: Some(secs(0.1)),
-        ..Script::default()
-    };
-    let t0 = Instant::now();
-    let calls = run(script, secs(4.0)).await;
-    assert_safe("unhealthy, then healthy", &calls);
-    let grants: Vec<Duration> = calls
-        .iter()
-        .filter(|c| c.1 == Grant)
-        .map(|c| c.0 - t0)
-        .collect();
-    assert_eq!(grants.len(), 2, "{:?}", folded(&calls));
-    assert!(grants[0] < secs(0.2), "first term at {:?}", grants[0]);
-    assert!(
-        grants[1] >= secs(3.0) && grants[1] < secs(3.05),
-        "second term at {:?}: not before the member is healthy again",
-        grants[1]
     );
 }

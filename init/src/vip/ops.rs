@@ -133,10 +133,6 @@ pub trait TermOps {
     async fn resign(&mut self, key: &HeldKey);
     /// Revokes the lease (best effort, bounded).
     async fn revoke(&mut self);
-    /// Whether the local member serves and is a voter (its Status; a
-    /// learner is refused the lease and the campaign by etcd anyway).
-    /// Waits for a member that is still starting.
-    async fn voter(&mut self) -> bool;
 }
 
 /// Opens a [`TermOps`] session per term.
@@ -656,14 +652,6 @@ impl TermOps for EtcdTerm {
         // write alone (`campaign.rs`); the revoke that follows deletes it.
         let txn = super::campaign::release_txn(key);
         let _ = within("release", RESIGN_TIMEOUT, self.client.txn(txn)).await;
-    }
-
-    async fn voter(&mut self) -> bool {
-        // A starting member answers once it serves (health.rs,
-        // `STARTING_CONNECT`).
-        within("status", health::STARTING_CONNECT, self.client.status())
-            .await
-            .is_ok_and(|s| !s.is_learner())
     }
 
     async fn revoke(&mut self) {
