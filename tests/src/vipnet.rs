@@ -350,6 +350,18 @@ impl VipNet {
         out
     }
 
+    /// Whether some process logged `text` within 2 s (a line may come a
+    /// little after the event the test saw on the wire).
+    pub fn wait_logged(&self, text: &str) -> bool {
+        (0..40).any(|_| {
+            let found = self.logs().contains(text);
+            if !found {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            found
+        })
+    }
+
     /// Graceful stop: SIGTERM, wait for the exit.
     pub fn stop_vip(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].vip.take() {

@@ -75,16 +75,11 @@ fn vip_election_in_namespaces() {
     // The old holder released its key after its address was gone, and the
     // new one won on that write alone (vip/campaign.rs), then announced
     // itself at once, without a read.
-    let said = (0..40).any(|_| {
-        let found = net
-            .logs()
-            .contains("the holder released it: won without a read");
-        if !found {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        found
-    });
-    assert!(said, "the new holder won on the release\n{}", net.logs());
+    assert!(
+        net.wait_logged("the holder released it: won without a read"),
+        "the new holder won on the release\n{}",
+        net.logs()
+    );
     let announced_by = Instant::now() + Duration::from_secs(2);
     let first_garp = loop {
         let g = net
@@ -132,14 +127,11 @@ fn vip_election_in_namespaces() {
     );
     // Logged once the stale lease is revoked too, which may come after
     // the new holder is seen.
-    let said = (0..40).any(|_| {
-        let found = net.logs().contains("resigned a stale campaign");
-        if !found {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        found
-    });
-    assert!(said, "{}", net.logs());
+    assert!(
+        net.wait_logged("resigned a stale campaign"),
+        "{}",
+        net.logs()
+    );
     let h = settle(&net);
 
     // etcd on the holder's side hangs: the holder's fencing deadline passes
@@ -197,9 +189,9 @@ fn vip_election_in_namespaces() {
     // — what an etcd raft leader resumed from a freeze does when it
     // revokes a live lease (docs/ARCHITECTURE.md). The holder notices
     // through the watch on its own key and drops the address. Here, where
-    // a read takes a millisecond, the next holder's two reads may end
+    // a read takes a millisecond, the next holder's one read may end
     // before the deletion reaches the holder's member (a follower learns
-    // of the commit from the heartbeats that serve those reads), so the
+    // of the commit from the heartbeats that serve that read), so the
     // address can sit on both nodes' `lo` for some milliseconds: measured,
     // not asserted. What must hold is the wire: the old holder answers
     // nothing for the VIP once its key is gone (the gate: its reads no

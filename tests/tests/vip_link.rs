@@ -55,7 +55,7 @@ fn prepared_link_is_used_and_goes_stale_when_recreated() {
             .unwrap();
         rt.block_on(async {
             let link = RtnlLink::new(Rtnl::connect().unwrap());
-            link.prepare("vip0", vip).await;
+            link.prepare("vip0").await;
             assert_eq!(link.ready("vip0").await, Ok(true), "prepared");
             // The kernel is quieted on the link before any win.
             let ignore = std::fs::read_to_string("/proc/sys/net/ipv4/conf/vip0/arp_ignore");
@@ -67,7 +67,7 @@ fn prepared_link_is_used_and_goes_stale_when_recreated() {
             assert_eq!(link.ready("vip0").await, Ok(true), "forgotten, ready again");
 
             // A win after a fresh prepare: the address on lo, by lo's index.
-            link.prepare("vip0", vip).await;
+            link.prepare("vip0").await;
             let index = link.add("vip0", vip).await.expect("added");
             assert!(
                 ip_in(&name, &["-4", "addr", "show", "dev", "lo"]).contains("10.9.9.9/32"),

@@ -221,7 +221,7 @@ async fn campaign(
         gets.first()
             .and_then(|g| g.kvs().first())
             .map(|kv| kv.create_revision())
-            .ok_or("the key exists and does not")?
+            .ok_or("the transaction found this node's key but could not read it")?
     };
     let mine = HeldKey {
         key: key.into_bytes(),
@@ -242,7 +242,9 @@ async fn campaign(
             Step::Wait => {
                 step = watch(client, &prefix, revision + 1, &mut ahead).await?;
                 if step == Step::Won {
-                    log::info!("{name}: the holder released it: won without a read");
+                    // As the loop's lines say it: `vip <ip>: ...`.
+                    let vip = name.strip_prefix(super::ELECTION_PREFIX).unwrap_or(name);
+                    log::info!("vip {vip}: the holder released it: won without a read");
                 }
             }
             Step::Read => {

@@ -164,7 +164,7 @@ async fn term<L: LinkOps, E: EtcdOps>(
         Err(e) => return End::Retry(e.0),
     };
     t.resign_stale().await;
-    link.prepare(&p.link, p.ip).await;
+    link.prepare(&p.link).await;
     let (tx, events) = mpsc::channel(32);
     if let Err(e) = t.start(tx).await {
         t.revoke().await;

@@ -53,8 +53,11 @@ pub use election::{elect, run, Inputs, Params};
 
 /// The election's name (its key prefix in etcd) for `ip`.
 pub fn election_name(ip: IpAddr) -> String {
-    format!("keel/vip/{ip}")
+    format!("{ELECTION_PREFIX}{ip}")
 }
+
+/// What every VIP's election name starts with.
+pub const ELECTION_PREFIX: &str = "keel/vip/";
 
 /// What a VIP's election loop publishes, for logs and the status view.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,11 +40,11 @@ impl OpError {
 pub trait LinkOps {
     /// Whether `link` is up with carrier; an error when it does not exist.
     async fn ready(&self, link: &str) -> Result<bool, OpError>;
-    /// Gets ready to take `ip` on `link` before the campaign, so a win
+    /// Gets ready to take the VIP on `link` before the campaign, so a win
     /// has only the address to add: looks the links up and quiets the
     /// kernel (`responder.rs`). Best effort: [`LinkOps::add`] does what is
     /// left undone.
-    async fn prepare(&self, _link: &str, _ip: IpAddr) {}
+    async fn prepare(&self, _link: &str) {}
     /// Takes `ip` for `link`: the address goes on `lo` (where the kernel
     /// accepts its traffic but never answers for it on `link`,
     /// `responder.rs`), and `link` gets ready to answer and announce;
@@ -243,7 +243,7 @@ impl LinkOps for RtnlLink {
         }
     }
 
-    async fn prepare(&self, link: &str, _ip: IpAddr) {
+    async fn prepare(&self, link: &str) {
         let found = self.look_up(link).await;
         if let Err(e) = &found {
             log::debug!("vip: preparing {link}: {e}");
