@@ -144,6 +144,11 @@ pub trait EtcdOps {
     async fn term(&self) -> Result<Self::Term, OpError>;
 }
 
+/// Observe is opened again this many times in a row, this far apart,
+/// before its loss ends the term.
+const OBSERVE_TRIES: u32 = 5;
+const OBSERVE_RETRY: Duration = Duration::from_millis(200);
+
 /// Resign and revoke are best effort on this deadline: the address is
 /// already gone, and a lease not revoked expires by itself.
 pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -549,20 +554,32 @@ impl TermOps for EtcdTerm {
             self.name.clone(),
             events.clone(),
         );
+        // The stream ends when etcd's Observe fails its own linearizable
+        // read, which a raft leader change does ("etcdserver: leader
+        // changed": the leader of a node shutting down hands over): it is
+        // opened again, as etcd's own clients do, and only a stream that
+        // keeps failing ends the term. The holder's safety does not rest
+        // on it (the fence, the key watch and the gate do).
         self.tasks.push(tokio::spawn(async move {
-            if let Ok(mut stream) = election.observe(name).await {
-                while let Ok(Some(mut r)) = stream.message().await {
-                    if let Some(kv) = r.take_kv() {
-                        let value = String::from_utf8_lossy(kv.value()).into_owned();
-                        let ev = EtcdEvent::Leader {
-                            key: kv.key().to_vec(),
-                            value,
-                        };
-                        if tx.send(ev).await.is_err() {
-                            return;
+            let mut failures = 0;
+            while failures < OBSERVE_TRIES {
+                if let Ok(mut stream) = election.observe(name.clone()).await {
+                    while let Ok(Some(mut r)) = stream.message().await {
+                        failures = 0;
+                        if let Some(kv) = r.take_kv() {
+                            let value = String::from_utf8_lossy(kv.value()).into_owned();
+                            let ev = EtcdEvent::Leader {
+                                key: kv.key().to_vec(),
+                                value,
+                            };
+                            if tx.send(ev).await.is_err() {
+                                return;
+                            }
                         }
                     }
                 }
+                failures += 1;
+                tokio::time::sleep(OBSERVE_RETRY).await;
             }
             let _ = tx.send(EtcdEvent::ObserveLost).await;
         }));
