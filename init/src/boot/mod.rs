@@ -12,7 +12,6 @@ pub mod mounts;
 pub mod panic;
 mod phases;
 pub mod power;
-mod sched;
 pub mod services;
 
 use std::path::Path;
@@ -187,14 +186,13 @@ async fn pid1_main(
     };
     let modules = phases::modules(&cmdline, &node, preload);
     let mut services = Services::new();
-    // The rest of the hardware loads in the background, at idle priority
-    // until something waits for it (`Modules::load_deferred`).
+    // The rest of the hardware loads in the background while the links
+    // and the config are set up (`Modules::load_deferred`).
     let changed = Arc::new(tokio::sync::Notify::new());
     modules.load_deferred(cmdline.clone(), changed.clone());
     let net = phases::links(&cmdline, &mut services, &node, changed).await;
     let hotplug_live = phases::hotplug(&mut services, uevents, &modules, &cmdline, &net);
     triggers.watch_power_buttons();
-    let background = modules.clone();
     let mut config = tokio::spawn(phases::config(
         settings,
         modules,
@@ -214,9 +212,6 @@ async fn pid1_main(
                     None
                 });
                 phases::ready(&mut services, loaded, &net, reaper.clone(), &cmdline, started, &node);
-                // Boot is done: the rest of the hardware no longer yields
-                // to it (a busy node would otherwise starve it).
-                background.hurry();
             }
             t = triggers.next() => break t,
             Some(req) = power.recv() => break shutdown::Trigger::Api {

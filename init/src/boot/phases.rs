@@ -1,7 +1,7 @@
 //! The steps of PID 1's boot, in the order [`super::pid1_main`] runs them.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::services::Services;
-use super::{controlplane, hotplug, rss_kb, sched, Phase};
+use super::{controlplane, hotplug, rss_kb, Phase};
 use crate::cmdline::Cmdline;
 use crate::config::load::Loaded;
 use crate::config::source::SourceSettings;
@@ -147,9 +147,6 @@ pub struct Modules {
     /// True once a pass over every device present has run (the boot's
     /// first pass covers only what the links need).
     settled: Arc<watch::Sender<bool>>,
-    /// The background pass's thread while it runs at idle priority (0:
-    /// none): [`Modules::hurry`] puts it back to normal.
-    idle: Arc<AtomicI32>,
 }
 
 /// How long `/var` waits for the deferred modules before it is chosen
@@ -177,28 +174,25 @@ impl Modules {
     /// the links and config phases go on; wakes `wake` when done, so a
     /// config loop that found no disk looks again at once.
     ///
-    /// The thread runs at idle priority (SCHED_IDLE, sched(7)) until
-    /// something waits for it ([`Modules::hurry`]): on a busy one-CPU
-    /// machine, loading these at normal priority alongside the links made
-    /// that phase 2-3 times slower (make bench-run). On such a machine it
-    /// gets the CPU only once raised, so `/var` on q35 still waits for its
-    /// AHCI stack (module loading, then libata's debounce of each empty
-    /// port, drivers/ata/libata-sata.c `sata_link_debounce`); where the
-    /// boot leaves the CPU idle, it runs then.
+    /// At normal priority from the start: on q35 `/var` waits for the AHCI
+    /// stack, whose module loading takes CPU (~0.3 s under TCG) but whose
+    /// longest part is libata's debounce of each empty port
+    /// (drivers/ata/libata-sata.c `sata_link_debounce`), a sleep. Run
+    /// alongside the links and config phases, the sleep is hidden behind
+    /// them; the links phase takes ~0.15 s longer for the shared CPU. At
+    /// idle priority (SCHED_IDLE, tried in an earlier version) the thread
+    /// got no CPU on a busy one-CPU node until `/var` waited for it, and
+    /// the whole stack then ran after the config: `make bench-run`
+    /// measured /init → etcd's start 0.3 s shorter this way (median of 9
+    /// nodes, 1.74 s against 2.05 s).
     pub fn load_deferred(&self, cmdline: Arc<Cmdline>, wake: Arc<Notify>) {
         let Some(index) = self.index.clone() else {
             return;
         };
         let (state, settled, c) = (self.state.clone(), self.settled.clone(), cmdline.clone());
-        let idle = self.idle.clone();
         let spawned = std::thread::Builder::new()
             .name("coldplug".into())
             .spawn(move || {
-                let tid = sched::current_tid();
-                match sched::set_idle(tid, true) {
-                    Ok(()) => idle.store(tid, Ordering::SeqCst),
-                    Err(e) => log::debug!("modules: background pass at normal priority: {e}"),
-                }
                 let t = std::time::Instant::now();
                 let r = plug(
                     &index,
@@ -214,7 +208,6 @@ impl Modules {
                     r.loaded.len(),
                     r.failed.len()
                 );
-                idle.store(0, Ordering::SeqCst);
                 settled.send_replace(true);
                 wake.notify_one();
             });
@@ -229,23 +222,9 @@ impl Modules {
         *self.settled.borrow()
     }
 
-    /// Something waits for the background pass: it runs at normal
-    /// priority from now on.
-    pub fn hurry(&self) {
-        let tid = self.idle.swap(0, Ordering::SeqCst);
-        if tid == 0 {
-            return;
-        }
-        match sched::set_idle(tid, false) {
-            Ok(()) => log::debug!("modules: the background pass is waited for: normal priority"),
-            Err(e) => log::warn!("modules: cannot raise the background pass's priority: {e}"),
-        }
-    }
-
     /// Waits until [`Modules::settled`], at most `limit`; false when the
     /// limit passed.
     pub async fn wait_settled(&self, limit: Duration) -> bool {
-        self.hurry();
         let mut rx = self.settled.subscribe();
         let settled = tokio::time::timeout(limit, rx.wait_for(|s| *s)).await;
         settled.is_ok()
@@ -255,7 +234,7 @@ impl Modules {
 /// Phase "modules": coldplug what the links need (the network
 /// controllers, the power button: `coldplug::early`) and load `preload`
 /// (the config disk's filesystems); the rest follows in the background
-/// at idle priority ([`Modules::load_deferred`]).
+/// ([`Modules::load_deferred`]).
 pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules {
     let t = Phase::start("modules");
     let index = match ModuleIndex::load(&modules::index_dir()) {
@@ -267,7 +246,6 @@ pub fn modules(cmdline: &Cmdline, node: &NodeState, preload: &[&str]) -> Modules
     };
     let m = Modules {
         settled: Arc::new(watch::channel(index.is_none()).0),
-        idle: Arc::default(),
         index,
         state: Arc::default(),
     };
@@ -452,10 +430,7 @@ pub async fn config(
         || crate::net::has_ipv4_route(Path::new("/proc")),
         // Asked only while the config has not been found: the background
         // pass is waited for from then on.
-        move || {
-            settled.hurry();
-            settled.settled()
-        },
+        move || settled.settled(),
         net.changed.clone(),
     )
     .await;
