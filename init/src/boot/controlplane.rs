@@ -314,7 +314,7 @@ fn start_vips(
         .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
         .unwrap_or_default();
     let identity = format!("{hostname}/{}", etcd.member);
-    let healthy = healthy_watch(etcd.sup.health());
+    let healthy = healthy_watch(etcd.sup.health(), etcd.sup.answering());
     let (dog, paused) = vip::pause::Watchdog::new("/sys".into());
     let watchdog = tokio::spawn(dog.clone().run());
     let longest_ttl = vips.iter().map(|v| v.ttl).max().unwrap_or_default();
@@ -327,6 +327,7 @@ fn start_vips(
             states.push((v.ip, state_rx));
             let mut net = net.clone();
             let (endpoint, tls) = (etcd.endpoint.clone(), etcd.tls.clone());
+            let shared = Some(etcd.sup.answering());
             let (identity, inputs) = (
                 identity.clone(),
                 vip::Inputs {
@@ -357,7 +358,7 @@ fn start_vips(
                     link,
                     identity,
                 };
-                vip::run(params, endpoint, tls, inputs, state).await;
+                vip::run(params, endpoint, tls, shared, inputs, state).await;
             })
         })
         .collect();
@@ -377,9 +378,10 @@ fn start_vips(
 }
 
 /// Whether the elections may use etcd in state `h`, having been allowed
-/// to (`was`) before it: see [`healthy_watch`].
-fn usable(was: bool, h: Health) -> bool {
-    h == Health::Healthy || (was && h == Health::Unhealthy)
+/// to (`was`) before it, while the member does (`answering`) or does not
+/// answer as a voter with a leader: see [`healthy_watch`].
+fn usable(was: bool, h: Health, answering: bool) -> bool {
+    h == Health::Healthy || (was && h == Health::Unhealthy) || (h == Health::Starting && answering)
 }
 
 /// True once etcd has been healthy and for as long as it runs: a failed
@@ -390,11 +392,29 @@ fn usable(was: bool, h: Health) -> bool {
 /// acknowledged keepalive within TTL − margin drops the VIP) and the gate
 /// (nothing is answered without a fresh linearizable read), both of which
 /// fail closed while etcd has no leader.
-fn healthy_watch(mut health: watch::Receiver<Health>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(*health.borrow() == Health::Healthy);
+///
+/// True already while the member starts, once its `Status` names a
+/// leader (`answering`, [`crate::etcd::health::Answering`]): the first
+/// term's lease grant, a raft write, then runs alongside the probe's
+/// quorum read rather than after it. Nothing is sent for a VIP before a
+/// campaign has won, a write that needs the same quorum.
+fn healthy_watch(
+    mut health: watch::Receiver<Health>,
+    mut answering: watch::Receiver<Option<etcd_client::Client>>,
+) -> watch::Receiver<bool> {
+    let now = |h: &watch::Receiver<Health>, a: &watch::Receiver<Option<etcd_client::Client>>| {
+        (*h.borrow(), a.borrow().is_some())
+    };
+    let (h0, a0) = now(&health, &answering);
+    let (tx, rx) = watch::channel(usable(false, h0, a0));
     tokio::spawn(async move {
-        while health.changed().await.is_ok() {
-            let ok = usable(*tx.borrow(), *health.borrow_and_update());
+        loop {
+            tokio::select! {
+                r = health.changed() => if r.is_err() { break },
+                r = answering.changed() => if r.is_err() { break },
+            }
+            let (h, a) = now(&health, &answering);
+            let ok = usable(*tx.borrow(), h, a);
             tx.send_if_modified(|cur| std::mem::replace(cur, ok) != ok);
         }
         let _ = tx.send(false);
@@ -409,19 +429,24 @@ mod tests {
     #[test]
     fn when_the_elections_use_etcd() {
         use Health as H;
+        // (allowed before, health, answering as a voter with a leader, allowed)
         let cases = [
-            (false, H::Starting, false),
-            (false, H::Healthy, true),
-            (false, H::Unhealthy, false),
-            (true, H::Unhealthy, true),
-            (true, H::Healthy, true),
-            (true, H::Restarting, false),
-            (true, H::Stopped, false),
-            (true, H::Learner, false),
-            (true, H::Starting, false),
+            (false, H::Starting, false, false),
+            (false, H::Starting, true, true),
+            (false, H::Healthy, false, true),
+            (false, H::Healthy, true, true),
+            (false, H::Unhealthy, false, false),
+            (false, H::Unhealthy, true, false),
+            (true, H::Unhealthy, false, true),
+            (true, H::Healthy, true, true),
+            (true, H::Restarting, false, false),
+            (true, H::Stopped, false, false),
+            (true, H::Learner, false, false),
+            (true, H::Starting, false, false),
+            (true, H::Starting, true, true),
         ];
-        for (was, h, want) in cases {
-            assert_eq!(usable(was, h), want, "{was} {h}");
+        for (was, h, answering, want) in cases {
+            assert_eq!(usable(was, h, answering), want, "{was} {h} {answering}");
         }
     }
 }

@@ -291,7 +291,9 @@ fn vip(parser: &mut lexopt::Parser) -> anyhow::Result<i32> {
             paused,
             watchdog: Some(watchdog),
         };
-        let mut task = tokio::spawn(crate::vip::run(params, endpoint, None, inputs, state_tx));
+        let mut task = tokio::spawn(crate::vip::run(
+            params, endpoint, None, None, inputs, state_tx,
+        ));
         loop {
             tokio::select! {
                 _ = term.recv() => break,

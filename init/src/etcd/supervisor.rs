@@ -108,6 +108,7 @@ struct Shared {
 pub struct Supervisor {
     health: watch::Receiver<Health>,
     view: watch::Receiver<Option<MemberView>>,
+    answering: watch::Receiver<Option<etcd_client::Client>>,
     ring: SharedRing,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Sender<bool>,
@@ -122,6 +123,7 @@ impl Supervisor {
     pub fn start(reaper: Reaper, settings: Settings) -> Supervisor {
         let (state_tx, health) = watch::channel(Health::Starting);
         let (view_tx, view) = watch::channel(None);
+        let (answering_tx, answering) = watch::channel(None);
         let ring: SharedRing = Arc::new(crate::logbuf::LogBuffer::new(
             settings.ring_lines,
             settings.ring_bytes,
@@ -137,6 +139,7 @@ impl Supervisor {
             settings,
             state: state_tx,
             view: view_tx,
+            answering: answering_tx,
             ring: ring.clone(),
             shared: shared.clone(),
             stop: stop_rx,
@@ -149,6 +152,7 @@ impl Supervisor {
         Supervisor {
             health,
             view,
+            answering,
             ring,
             shared,
             stop,
@@ -213,6 +217,12 @@ impl Supervisor {
         self.health.clone()
     }
 
+    /// The health probe's connection while the member answers as a voter
+    /// with a leader ([`health::Answering`]).
+    pub fn answering(&self) -> watch::Receiver<Option<etcd_client::Client>> {
+        self.answering.clone()
+    }
+
     /// The last lines etcd wrote, oldest first.
     pub fn output(&self) -> Vec<String> {
         self.ring.texts()
@@ -270,6 +280,7 @@ struct Task {
     settings: Settings,
     state: watch::Sender<Health>,
     view: watch::Sender<Option<MemberView>>,
+    answering: health::Answering,
     ring: SharedRing,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Receiver<bool>,
@@ -474,6 +485,7 @@ impl Task {
             self.settings.probe_timeout,
             self.state.clone(),
             self.view.clone(),
+            self.answering.clone(),
         ));
         // A learner (joined, or restarted before its promotion) asks the
         // voters to promote it; a voter of a cluster without a static list
@@ -537,6 +549,7 @@ impl Task {
             p.abort();
         }
         let _ = self.view.send(None);
+        self.answering.send_replace(None);
         lock(&self.shared).pid = None;
         Ok(match ended {
             Ended::Exited { exit, .. } => {

@@ -62,10 +62,13 @@ pub struct Inputs {
 /// Runs the election for `p` against the local etcd member at `endpoint`
 /// until `inputs.stop` becomes true; publishes its state on `state`.
 /// Never returns an error: failures are logged and a new term starts.
+/// `shared`: the health probe's connection to that member, when there is
+/// one ([`crate::etcd::health::Answering`]).
 pub async fn run(
     p: Params,
     endpoint: String,
     tls: Option<ClientTls>,
+    shared: Option<watch::Receiver<Option<etcd_client::Client>>>,
     mut inputs: Inputs,
     state: watch::Sender<VipState>,
 ) {
@@ -87,6 +90,7 @@ pub async fn run(
         name: election_name(p.ip),
         identity: p.identity.clone(),
         record: p.record.clone(),
+        shared,
     };
     elect(&p, &RtnlLink::new(rtnl), &etcd, inputs, &state).await;
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions, WatchFilterType, WatchOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -349,18 +349,29 @@ pub struct EtcdClient {
     pub identity: String,
     /// The record of the leases this node granted (`record.rs`).
     pub record: PathBuf,
+    /// The health probe's connection to the same member, when there is
+    /// one ([`health::Answering`]): a term starts on it without a TLS
+    /// handshake of its own.
+    pub shared: Option<watch::Receiver<Option<Client>>>,
 }
 
 impl EtcdOps for EtcdClient {
     type Term = EtcdTerm;
 
     async fn term(&self) -> Result<EtcdTerm, OpError> {
-        // No per-request timeout on this client: Campaign blocks until this
-        // node wins. Calls that must not block get their own deadlines.
-        let opts = health::options(self.tls.as_ref(), self.ttl, false);
-        let client = health::connect_with(&self.endpoint, opts, self.ttl)
-            .await
-            .map_err(OpError::from)?;
+        let shared = self.shared.as_ref().and_then(|s| s.borrow().clone());
+        let client = match shared {
+            Some(c) => c,
+            None => {
+                // No per-request timeout on this client (nor on the
+                // probe's): the campaign's watch blocks until this node
+                // wins. Calls that must not block get their own deadlines.
+                let opts = health::options(self.tls.as_ref(), self.ttl, false);
+                health::connect_with(&self.endpoint, opts, self.ttl)
+                    .await
+                    .map_err(OpError::from)?
+            }
+        };
         Ok(EtcdTerm {
             client,
             name: self.name.clone(),
