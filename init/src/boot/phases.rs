@@ -203,10 +203,12 @@ impl Modules {
                     coldplug::Pass::All,
                 );
                 log::info!(
-                    "modules: the rest of the hardware in {} ms ({} loaded, {} failed)",
+                    "modules: the rest of the hardware in {} ms ({} loaded, {} failed; {} rounds, {} ms in sysfs)",
                     t.elapsed().as_millis(),
                     r.loaded.len(),
-                    r.failed.len()
+                    r.failed.len(),
+                    r.rounds,
+                    r.scanning.as_millis()
                 );
                 settled.send_replace(true);
                 wake.notify_one();

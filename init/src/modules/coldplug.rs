@@ -1,14 +1,24 @@
 //! Coldplug: load the modules for the devices that are already present.
 //!
-//! Every device the kernel knows has a `modalias` attribute under
-//! /sys/devices (Documentation/ABI/testing/sysfs-bus-*); matching it against
-//! modules.alias is exactly what udev's `kmod load $env{MODALIAS}` does.
-//! Loading a bus driver creates new devices (virtio_pci brings virtioN,
-//! which needs virtio_net), so the scan repeats until a round finds no new
-//! device.
+//! Every device the kernel knows that a module could drive has a
+//! `modalias` attribute (Documentation/ABI/testing/sysfs-bus-*); matching
+//! it against modules.alias is exactly what udev's `kmod load
+//! $env{MODALIAS}` does. Loading a bus driver creates new devices
+//! (virtio_pci brings virtioN, which needs virtio_net), so the scan repeats
+//! until a round finds no new device.
+//!
+//! The devices are found where sysfs lists them by subsystem, each bus's
+//! `devices` directory and each class (Documentation/admin-guide/
+//! sysfs-rules.rst: "/sys/bus/<bus>/devices" and "/sys/class/<class>"
+//! hold symlinks to every device of that subsystem), as libudev's
+//! enumerator does, not by walking the `/sys/devices` tree: most of its
+//! directories are attributes and groups (`power`, `queues`, `mq`, a
+//! NIC's per-queue directories), and under TCG the walk cost 50–110 ms
+//! each time (a boot walks it 5 times: 0.4–0.5 s of CPU in the first
+//! `make bench-run` sample, before etcd could start).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::index::{ModuleIndex, Resolved};
 use super::load::{LoadError, Loader};
@@ -21,67 +31,115 @@ pub struct Device {
     pub modalias: String,
 }
 
-/// Lists unbound devices with a modalias under `<sys_root>/devices`.
-/// Symlinks are not followed (sysfs is full of cycles through them);
-/// devices that already have a driver are skipped, since no module could
-/// do more for them.
+/// Lists unbound devices with a modalias, from every subsystem: each
+/// device once, by its path under `<sys_root>/devices`. Devices that
+/// already have a driver are skipped, since no module could do more for
+/// them.
 pub fn scan(sys_root: &Path) -> Vec<Device> {
-    scan_pruned(sys_root, &[])
+    scan_in(sys_root, None)
 }
 
-/// [`scan`] without the subtrees `prune` (paths below the sysfs root).
-pub fn scan_pruned(sys_root: &Path, prune: &[&str]) -> Vec<Device> {
-    let pruned: Vec<PathBuf> = prune.iter().map(|p| sys_root.join(p)).collect();
+/// [`scan`], restricted to the subsystems `only` (`bus/<bus>` or
+/// `class/<class>`, below the sysfs root) when given.
+pub fn scan_in(sys_root: &Path, only: Option<&[&str]>) -> Vec<Device> {
+    let listings: Vec<PathBuf> = match only {
+        Some(names) => names.iter().map(|n| listing(&sys_root.join(n))).collect(),
+        // And `devices/system`, where a bus's own root device lives
+        // outside its listing: the `cpu` root carries the modalias of the
+        // CPU's features (drivers/base/cpu.c, `print_cpu_modalias`), which
+        // the crypto and CRC modules match.
+        None => ["bus", "class"]
+            .iter()
+            .flat_map(|kind| children(&sys_root.join(kind)))
+            .map(|dir| listing(&dir))
+            .chain([sys_root.join("devices/system")])
+            .collect(),
+    };
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let mut stack = vec![sys_root.join("devices")];
-    while let Some(dir) = stack.pop() {
-        if pruned.contains(&dir) {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    for entry in listings.iter().flat_map(|l| children(l)) {
+        let Some(path) = device_path(sys_root, &entry) else {
             continue;
         };
-        let mut has_modalias = false;
-        for entry in entries.flatten() {
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() && entry.file_name() == "modalias" {
-                has_modalias = true;
-            }
+        if !seen.insert(path.clone()) {
+            continue;
         }
-        if has_modalias && !dir.join("driver").exists() {
-            if let Ok(alias) = std::fs::read_to_string(dir.join("modalias")) {
-                let alias = alias.trim();
-                if !alias.is_empty() {
-                    out.push(Device {
-                        path: dir.strip_prefix(sys_root).unwrap_or(&dir).to_path_buf(),
-                        modalias: alias.to_string(),
-                    });
-                }
-            }
+        let dir = sys_root.join(&path);
+        // Most entries have no modalias (memory blocks, ttys, block
+        // devices): one failed open each.
+        let Ok(alias) = std::fs::read_to_string(dir.join("modalias")) else {
+            continue;
+        };
+        let alias = alias.trim();
+        if alias.is_empty() || dir.join("driver").exists() {
+            continue;
         }
+        out.push(Device {
+            path,
+            modalias: alias.to_string(),
+        });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// Where a subsystem lists its devices: a bus in its `devices`
+/// directory, a class in its own.
+fn listing(subsystem: &Path) -> PathBuf {
+    let devices = subsystem.join("devices");
+    match subsystem.parent().and_then(|p| p.file_name()) {
+        Some(kind) if kind == "bus" => devices,
+        _ => subsystem.to_path_buf(),
+    }
+}
+
+/// The entries of `dir` (none when it cannot be read).
+fn children(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The device a listing entry stands for, as a path below `sys_root`: the
+/// target of its symlink (relative, as sysfs makes them, or absolute),
+/// resolved without touching the filesystem again; the entry itself when
+/// it is a directory.
+fn device_path(sys_root: &Path, entry: &Path) -> Option<PathBuf> {
+    let full = match std::fs::read_link(entry) {
+        Ok(target) => normalize(&entry.parent()?.join(target)),
+        Err(_) => entry.to_path_buf(),
+    };
+    full.strip_prefix(sys_root).ok().map(Path::to_path_buf)
+}
+
+/// `path` with its `.` and `..` components resolved lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
     out
 }
 
 /// Which devices a coldplug pass handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// What the links need ([`early`]), without walking the subtrees
-    /// where no such device lives ([`EARLY_PRUNE`]).
+    /// What the links need ([`early`]), listed only where such devices
+    /// are ([`EARLY_SUBSYSTEMS`]).
     Early,
     /// Every device.
     All,
 }
 
-/// Not walked by the early pass: software devices (`virtual`: loopback,
-/// ttys, block loops...) and `system` (CPUs, memory blocks, NUMA nodes,
-/// clock sources), where no network controller or power button lives.
-/// Together they are most of sysfs's directories, and the early pass
-/// walks it three times (under TCG that was 40% of the phase).
-pub const EARLY_PRUNE: &[&str] = &["devices/virtual", "devices/system"];
+/// Where the early pass looks: the subsystems of the devices
+/// [`early`] takes (a later pass lists every subsystem).
+pub const EARLY_SUBSYSTEMS: &[&str] = &["bus/pci", "bus/virtio", "bus/acpi", "class/input"];
 
 /// Whether `dev` is needed before the links phase: network controllers
 /// and what leads to them, and the power button. Everything else
@@ -146,14 +204,14 @@ impl Coldplug {
         max_rounds: usize,
         pass: Pass,
     ) -> Report {
-        let (wanted, prune): (fn(&Device) -> bool, &[&str]) = match pass {
-            Pass::Early => (early, EARLY_PRUNE),
-            Pass::All => (|_| true, &[]),
+        let (wanted, only): (fn(&Device) -> bool, _) = match pass {
+            Pass::Early => (early, Some(EARLY_SUBSYSTEMS)),
+            Pass::All => (|_| true, None),
         };
         let mut report = Report::default();
         while report.rounds < max_rounds {
             let t = std::time::Instant::now();
-            let found = scan_pruned(sys_root, prune);
+            let found = scan_in(sys_root, only);
             report.scanning += t.elapsed();
             let fresh: Vec<Device> = found
                 .into_iter()
@@ -256,14 +314,28 @@ mod tests {
         }
     }
 
-    fn dev(root: &Path, rel: &str, alias: &str, bound: bool) {
+    /// A device at `rel` (below the sysfs root), listed by `subsystem`
+    /// (`bus/<bus>` or `class/<class>`) as sysfs does: a relative symlink
+    /// named after it. `alias`: its modalias attribute, if any.
+    fn dev(root: &Path, rel: &str, subsystem: &str, alias: Option<&str>, bound: bool) {
         let d = root.join(rel);
         fs::create_dir_all(&d).unwrap();
-        fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();
+        if let Some(alias) = alias {
+            fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();
+        }
         if bound {
             fs::create_dir_all(root.join("bus/pci/drivers/x")).unwrap();
-            std::os::unix::fs::symlink(root.join("bus/pci/drivers/x"), d.join("driver")).unwrap();
+            std::os::unix::fs::symlink("../../../bus/pci/drivers/x", d.join("driver")).unwrap();
         }
+        let listing = match subsystem {
+            "none" => return,
+            s if s.starts_with("bus/") => root.join(s).join("devices"),
+            s => root.join(s),
+        };
+        fs::create_dir_all(&listing).unwrap();
+        let up = "../".repeat(listing.strip_prefix(root).unwrap().components().count());
+        let name = Path::new(rel).file_name().unwrap();
+        std::os::unix::fs::symlink(format!("{up}{rel}"), listing.join(name)).unwrap();
     }
 
     #[test]
@@ -271,59 +343,150 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         let nic = "devices/pci0000:00/0000:00:02.0";
-        dev(
-            root,
-            nic,
-            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
-            false,
-        );
-        dev(
-            root,
-            "devices/pci0000:00/0000:00:00.0",
-            "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00",
-            true,
-        );
-        dev(
-            root,
-            "devices/LNXSYSTM:00/LNXPWRBN:00",
-            "acpi:LNXPWRBN:",
-            false,
-        );
-        // A symlink loop like sysfs's `subsystem` links must not be followed.
-        std::os::unix::fs::symlink("..", root.join(nic).join("subsystem")).unwrap();
-        let got = scan(root);
-        let paths: Vec<&str> = got.iter().map(|d| d.path.to_str().unwrap()).collect();
-        assert_eq!(paths, vec!["devices/LNXSYSTM:00/LNXPWRBN:00", nic]);
-        assert_eq!(
-            got[1].modalias,
-            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"
-        );
-
-        // The early pass does not walk the software and system subtrees.
+        let nic_alias = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
         let cpu = "devices/system/cpu/cpu0";
         let uinput = "devices/virtual/input/input9";
-        dev(
-            root,
-            cpu,
-            "cpu:type:x86,ven0000fam0006mod003F:feature:,0000",
-            false,
-        );
-        dev(
-            root,
-            uinput,
-            "input:b0006v0000p0000e0000-e0,1,kramlsfw",
-            false,
-        );
-        let all: Vec<PathBuf> = scan(root).into_iter().map(|d| d.path).collect();
-        let early: Vec<PathBuf> = scan_pruned(root, EARLY_PRUNE)
-            .into_iter()
-            .map(|d| d.path)
-            .collect();
-        for p in [cpu, uinput] {
-            assert!(all.contains(&PathBuf::from(p)), "{p} in {all:?}");
-            assert!(!early.contains(&PathBuf::from(p)), "{p} in {early:?}");
+        let button = "devices/LNXSYSTM:00/LNXPWRBN:00";
+        // (path, listed by, modalias, bound, found by scan, by the early pass)
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, bool, bool, bool);
+        let cases: &[Case] = &[
+            (nic, "bus/pci", Some(nic_alias), false, true, true),
+            // A driver is bound already: nothing to load.
+            (
+                "devices/pci0000:00/0000:00:00.0",
+                "bus/pci",
+                Some("pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00"),
+                true,
+                false,
+                false,
+            ),
+            (
+                button,
+                "bus/acpi",
+                Some("acpi:LNXPWRBN:"),
+                false,
+                true,
+                true,
+            ),
+            // Not a subsystem the early pass lists (it would not take them
+            // anyway), but the later pass does.
+            (
+                cpu,
+                "bus/cpu",
+                Some("cpu:type:x86,ven0000fam0006mod003F:feature:,0000"),
+                false,
+                true,
+                false,
+            ),
+            (
+                uinput,
+                "class/input",
+                Some("input:b0006v0000p0000e0000-e0,1,kramlsfw"),
+                false,
+                true,
+                true,
+            ),
+            // A bus's root device, in no listing.
+            (
+                "devices/system/cpu",
+                "none",
+                Some("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001"),
+                false,
+                true,
+                false,
+            ),
+            // Memory blocks, ttys: no modalias.
+            (
+                "devices/system/memory/memory0",
+                "bus/memory",
+                None,
+                false,
+                false,
+                false,
+            ),
+            (
+                "devices/virtual/tty/tty0",
+                "class/tty",
+                None,
+                false,
+                false,
+                false,
+            ),
+            // An empty modalias.
+            (
+                "devices/platform/x",
+                "bus/platform",
+                Some(""),
+                false,
+                false,
+                false,
+            ),
+        ];
+        for (rel, subsystem, alias, bound, ..) in cases {
+            dev(root, rel, subsystem, *alias, *bound);
         }
-        assert!(early.contains(&PathBuf::from(nic)), "{early:?}");
+        // Listed twice (a class device of a bus device): found once.
+        std::os::unix::fs::symlink(
+            "../../devices/LNXSYSTM:00/LNXPWRBN:00",
+            root.join("class/input/LNXPWRBN:00"),
+        )
+        .unwrap();
+        // A symlink loop like sysfs's `subsystem` links is not followed.
+        std::os::unix::fs::symlink("..", root.join(nic).join("subsystem")).unwrap();
+        // A device in no subsystem's listing is not found.
+        fs::create_dir_all(root.join("devices/orphan")).unwrap();
+        fs::write(root.join("devices/orphan/modalias"), "pci:v1\n").unwrap();
+
+        let all = scan(root);
+        let early = scan_in(root, Some(EARLY_SUBSYSTEMS));
+        let paths = |v: &[Device]| -> Vec<String> {
+            v.iter().map(|d| d.path.display().to_string()).collect()
+        };
+        let want = |pick: fn(&Case) -> bool| {
+            let mut w: Vec<String> = cases
+                .iter()
+                .filter(|c| pick(c))
+                .map(|c| c.0.to_string())
+                .collect();
+            w.sort();
+            w
+        };
+        assert_eq!(paths(&all), want(|c| c.4));
+        assert_eq!(paths(&early), want(|c| c.5));
+        let got_nic = all.iter().find(|d| d.path == Path::new(nic)).unwrap();
+        assert_eq!(got_nic.modalias, nic_alias);
+    }
+
+    #[test]
+    fn normalize_resolves_listing_symlinks() {
+        let cases = [
+            (
+                "/s/bus/pci/devices/0000:00:02.0",
+                "../../../devices/pci0000:00/0000:00:02.0",
+                Some("devices/pci0000:00/0000:00:02.0"),
+            ),
+            (
+                "/s/class/input/input3",
+                "../../devices/platform/i8042/serio0/input/input3",
+                Some("devices/platform/i8042/serio0/input/input3"),
+            ),
+            (
+                "/s/class/input/input4",
+                "/s/devices/virtual/input/input4",
+                Some("devices/virtual/input/input4"),
+            ),
+            // Outside the sysfs root: not a device.
+            ("/s/class/x/y", "../../../elsewhere", None),
+        ];
+        for (entry, target, want) in cases {
+            let entry = Path::new(entry);
+            let full = normalize(&entry.parent().unwrap().join(target));
+            let got = full
+                .strip_prefix("/s")
+                .ok()
+                .map(|p| p.display().to_string());
+            assert_eq!(got.as_deref(), want, "{entry:?} -> {target}");
+        }
     }
 
     #[test]
