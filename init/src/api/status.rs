@@ -244,17 +244,28 @@ async fn etcd(state: &NodeState) -> Etcd {
 }
 
 async fn members(sup: &crate::etcd::Supervisor) -> Vec<Member> {
-    let plan = sup.plan();
-    let Ok(mut c) = crate::etcd::health::connect(
-        &plan.local_endpoint,
-        plan.client_tls.as_ref(),
-        MEMBER_LIST_TIMEOUT,
-    )
-    .await
-    else {
-        return Vec::new();
+    // On the health probe's connection when there is one: a status view
+    // polls every second, and a TLS handshake each time took CPU from a
+    // one-CPU node's etcd and VIP election while its cluster formed.
+    let shared = sup.answering().borrow().clone();
+    let mut c = match shared {
+        Some(c) => c,
+        None => {
+            let plan = sup.plan();
+            let Ok(c) = crate::etcd::health::connect(
+                &plan.local_endpoint,
+                plan.client_tls.as_ref(),
+                MEMBER_LIST_TIMEOUT,
+            )
+            .await
+            else {
+                return Vec::new();
+            };
+            c
+        }
     };
-    let Ok(list) = c.member_list().await else {
+    // The probe's connection has no per-request deadline of its own.
+    let Ok(Ok(list)) = tokio::time::timeout(MEMBER_LIST_TIMEOUT, c.member_list()).await else {
         return Vec::new();
     };
     list.members()

@@ -300,8 +300,21 @@ async fn attempt(
         }
     };
     if let Some(a) = answering {
+        // The connection changes only through a None (a failed Status
+        // drops it): telling only the changes keeps the elections' watch
+        // quiet between probes.
         let voter = view.leader != 0 && !view.is_learner;
-        a.send_replace(voter.then(|| c.clone()));
+        a.send_if_modified(|cur| match (voter, cur.is_some()) {
+            (true, false) => {
+                *cur = Some(c.clone());
+                true
+            }
+            (false, true) => {
+                *cur = None;
+                true
+            }
+            _ => false,
+        });
     }
     if !view.is_learner {
         read(c, endpoint, timeout).await?;
