@@ -94,10 +94,17 @@ main() {
     done
     say "etcd healthy"
 
-    [ -n "$vip" ] || return
-    ip addr add "$vip" dev eth0
-    arping -U -c 1 -I eth0 "${vip%/*}" >/dev/null 2>&1
-    say "vip $vip added"
+    if [ -n "$vip" ]; then
+        ip addr add "$vip" dev eth0
+        arping -U -c 1 -I eth0 "${vip%/*}" >/dev/null 2>&1
+        say "vip $vip added"
+    fi
+    # etcd's milestones with its own timestamps, once nothing is timed
+    # any more on this node, to set against Keel's console (which relays
+    # etcd's lines as they come).
+    grep -E '"msg":"[^"]*(opened backend db|starting local member|became leader at term|ready to serve client requests|serving client traffic securely)' /var/etcd.log |
+        sed -e 's/.*"ts":"\([^"]*\)".*"msg":"\([^"]*\)".*/\1 \2/' |
+        while read -r line; do say "etcd log: $line"; done
 }
 
 main
