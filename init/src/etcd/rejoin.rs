@@ -426,7 +426,7 @@ pub(super) async fn ask(
     patience: Duration,
 ) -> Vec<Answer> {
     let asks = targets.iter().map(|(name, endpoint)| async move {
-        reachable(endpoint)
+        health::reachable(endpoint, REACH_TIMEOUT)
             .await
             .map_err(|e| format!("{name} at {endpoint}: {e}"))?;
         let t = tokio::time::Instant::now();
@@ -457,23 +457,6 @@ pub(super) async fn ask(
         }
     }
     out
-}
-
-/// Whether the host of `endpoint` (`scheme://host:port`) takes a TCP
-/// connection within [`REACH_TIMEOUT`].
-async fn reachable(endpoint: &str) -> Result<(), String> {
-    let authority = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest)
-        .trim_end_matches('/');
-    match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(authority)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no TCP answer within {} ms",
-            REACH_TIMEOUT.as_millis()
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -622,7 +605,7 @@ mod tests {
             (format!("https://127.0.0.1:{closed}"), false),
         ];
         for (endpoint, want) in cases {
-            let got = reachable(&endpoint).await;
+            let got = health::reachable(&endpoint, REACH_TIMEOUT).await;
             assert_eq!(got.is_ok(), want, "{endpoint}: {got:?}");
         }
     }
