@@ -179,7 +179,7 @@ impl Modules {
     /// longest part is libata's debounce of each empty port
     /// (drivers/ata/libata-sata.c `sata_link_debounce`), a sleep. Run
     /// alongside the links and config phases, the sleep is hidden behind
-    /// them; the links phase takes ~0.15 s longer for the shared CPU. At
+    /// them; the links phase takes ~0.2 s longer for the shared CPU. At
     /// idle priority (SCHED_IDLE, tried in an earlier version) the thread
     /// got no CPU on a busy one-CPU node until `/var` waited for it, and
     /// the whole stack then ran after the config: `make bench-run`
