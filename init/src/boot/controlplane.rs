@@ -53,6 +53,10 @@ pub async fn mount_var(reaper: &Reaper, controlplane: bool, chosen: VarSource) {
     }
 }
 
+/// How long etcd's start waits for the network to apply the machine
+/// config ([`Status::config_applied`]).
+const CONFIG_APPLIED_WAIT: Duration = Duration::from_secs(10);
+
 /// Starts etcd once its plan can be made: on a control-plane node, when
 /// the peer address exists. Errors in the config (not this node, bad
 /// certificates) are logged and etcd is not started; PID 1 and the network
@@ -78,6 +82,20 @@ async fn start_etcd(
             return None;
         }
     };
+    // The machine config's addresses first: it reached the network
+    // manager before this start, but a busy node may not have applied it
+    // yet, and a node without a member list would advertise (and put in
+    // its certificates) only the DHCP address it had before the config
+    // (seen in `make bench-run`: node1 bootstrapped its cluster on the
+    // user-net address, and no peer could join). Bounded: a manager that
+    // cannot apply it must not hold etcd forever.
+    let applied = tokio::time::timeout(CONFIG_APPLIED_WAIT, net.wait_for(|s| s.config_applied));
+    if !matches!(applied.await, Ok(Ok(_))) {
+        log::warn!(
+            "etcd: the network has not applied the machine config after {} s; choosing etcd's addresses from those the node has",
+            CONFIG_APPLIED_WAIT.as_secs()
+        );
+    }
     let mut waiting_logged = false;
     let (mut plan, addresses) = loop {
         let networks = rtnl.node_networks().await;

@@ -61,6 +61,13 @@ pub struct Status {
     pub leases: BTreeMap<String, Lease>,
     /// The link each configured VIP lives on, once resolved.
     pub vip_links: BTreeMap<std::net::IpAddr, String>,
+    /// A plan made from the machine config has been applied (as far as it
+    /// could be: a missing link waits, an address the kernel refused is
+    /// logged). What comes from the addresses the node has, such as etcd's
+    /// advertised address and its certificates' SANs, waits for this:
+    /// before it, only DHCP's addresses from before the config may be
+    /// there.
+    pub config_applied: bool,
 }
 
 /// How long a stopping DHCP client may take to release its lease and
@@ -109,6 +116,8 @@ pub struct Manager {
     /// the "configured in N ms" line.
     since: Instant,
     announced: bool,
+    /// A reconcile with the machine config's spec has run.
+    config_applied: bool,
     last_plan: Plan,
     hostname: Option<String>,
     /// What `auto: stable` names the node after, read at start.
@@ -131,6 +140,7 @@ impl Manager {
             status,
             since: Instant::now(),
             announced: false,
+            config_applied: false,
             last_plan: Plan::default(),
             hostname: None,
             identity: None,
@@ -311,6 +321,7 @@ impl Manager {
         // Files and hostname before "configured" is announced, so whoever
         // waits for that line finds them in place.
         self.write_files();
+        self.config_applied |= self.spec.is_some();
         self.publish_with(report.errors.is_empty());
     }
 
@@ -427,6 +438,7 @@ impl Manager {
             configured,
             leases: self.leases.clone(),
             vip_links: p.vips.clone(),
+            config_applied: self.config_applied,
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;
