@@ -418,9 +418,9 @@ fn usable(was: bool, h: Health, answering: bool) -> bool {
 /// campaign has won, a write that needs the same quorum.
 fn healthy_watch(
     mut health: watch::Receiver<Health>,
-    mut answering: watch::Receiver<Option<etcd_client::Client>>,
+    mut answering: crate::etcd::health::AnsweringRx,
 ) -> watch::Receiver<bool> {
-    let now = |h: &watch::Receiver<Health>, a: &watch::Receiver<Option<etcd_client::Client>>| {
+    let now = |h: &watch::Receiver<Health>, a: &crate::etcd::health::AnsweringRx| {
         (*h.borrow(), a.borrow().is_some())
     };
     let (h0, a0) = now(&health, &answering);

@@ -178,31 +178,6 @@ pub struct MemberView {
     pub version: String,
 }
 
-/// This member's status, then (unless it is a learner, which would refuse
-/// it) one linearizable read through `client`.
-pub async fn probe(
-    client: &mut Client,
-    endpoint: &str,
-    timeout: Duration,
-) -> Result<MemberView, ProbeError> {
-    probe_waiting(client, endpoint, timeout, timeout).await
-}
-
-/// [`probe`], with the Status call given `status_wait` (a starting
-/// member answers it the moment it serves, see [`attempt`]).
-async fn probe_waiting(
-    client: &mut Client,
-    endpoint: &str,
-    timeout: Duration,
-    status_wait: Duration,
-) -> Result<MemberView, ProbeError> {
-    let view = status(client, endpoint, status_wait).await?;
-    if !view.is_learner {
-        read(client, endpoint, timeout).await?;
-    }
-    Ok(view)
-}
-
 /// This member's `Status`, within `wait`.
 async fn status(
     client: &mut Client,
@@ -352,6 +327,8 @@ pub(crate) async fn reachable(endpoint: &str, timeout: Duration) -> Result<(), S
 /// instead of after it (measured under TCG: the read took 0.1–0.4 s
 /// after etcd first served, and a new TLS connection 10–80 ms).
 pub type Answering = tokio::sync::watch::Sender<Option<Client>>;
+/// The receiving side of [`Answering`].
+pub type AnsweringRx = tokio::sync::watch::Receiver<Option<Client>>;
 
 /// The probe interval while etcd has not answered yet: the VIP elections
 /// wait for the first good probe. A probe is a Status call on a kept

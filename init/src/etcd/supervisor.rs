@@ -108,7 +108,7 @@ struct Shared {
 pub struct Supervisor {
     health: watch::Receiver<Health>,
     view: watch::Receiver<Option<MemberView>>,
-    answering: watch::Receiver<Option<etcd_client::Client>>,
+    answering: health::AnsweringRx,
     ring: SharedRing,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Sender<bool>,
@@ -219,7 +219,7 @@ impl Supervisor {
 
     /// The health probe's connection while the member answers as a voter
     /// with a leader ([`health::Answering`]).
-    pub fn answering(&self) -> watch::Receiver<Option<etcd_client::Client>> {
+    pub fn answering(&self) -> health::AnsweringRx {
         self.answering.clone()
     }
 

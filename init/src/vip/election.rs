@@ -68,7 +68,7 @@ pub async fn run(
     p: Params,
     endpoint: String,
     tls: Option<ClientTls>,
-    shared: Option<watch::Receiver<Option<etcd_client::Client>>>,
+    shared: Option<crate::etcd::health::AnsweringRx>,
     mut inputs: Inputs,
     state: watch::Sender<VipState>,
 ) {

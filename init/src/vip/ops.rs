@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, LeaderKey, ResignOptions, WatchFilterType, WatchOptions};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -352,7 +352,7 @@ pub struct EtcdClient {
     /// The health probe's connection to the same member, when there is
     /// one ([`health::Answering`]): a term starts on it without a TLS
     /// handshake of its own.
-    pub shared: Option<watch::Receiver<Option<Client>>>,
+    pub shared: Option<health::AnsweringRx>,
 }
 
 impl EtcdOps for EtcdClient {
