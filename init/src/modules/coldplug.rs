@@ -31,16 +31,11 @@ pub struct Device {
     pub modalias: String,
 }
 
-/// Lists unbound devices with a modalias, from every subsystem: each
-/// device once, by its path under `<sys_root>/devices`. Devices that
+/// Lists unbound devices with a modalias, from every subsystem, or only
+/// from `only` (`bus/<bus>` or `class/<class>`, below the sysfs root):
+/// each device once, by its path under `<sys_root>/devices`. Devices that
 /// already have a driver are skipped, since no module could do more for
 /// them.
-pub fn scan(sys_root: &Path) -> Vec<Device> {
-    scan_in(sys_root, None)
-}
-
-/// [`scan`], restricted to the subsystems `only` (`bus/<bus>` or
-/// `class/<class>`, below the sysfs root) when given.
 pub fn scan_in(sys_root: &Path, only: Option<&[&str]>) -> Vec<Device> {
     let listings: Vec<PathBuf> = match only {
         Some(names) => names.iter().map(|n| listing(&sys_root.join(n))).collect(),
@@ -437,7 +432,7 @@ mod tests {
         fs::create_dir_all(root.join("devices/orphan")).unwrap();
         fs::write(root.join("devices/orphan/modalias"), "pci:v1\n").unwrap();
 
-        let all = scan(root);
+        let all = scan_in(root, None);
         let early = scan_in(root, Some(EARLY_SUBSYSTEMS));
         let paths = |v: &[Device]| -> Vec<String> {
             v.iter().map(|d| d.path.display().to_string()).collect()
