@@ -19,6 +19,10 @@
 //!   leadership off a holder, so this is a holder that follows);
 //! - `crash-leader`: the same right after `etcdctl move-leader` made the
 //!   holder the raft leader (before Keel hands it on);
+//! - `leader-back`: no fault: `etcdctl move-leader` makes the holder the
+//!   raft leader, and the bench times how long until it leads no more
+//!   (Keel hands the leadership off a holder, `vip/leadership.rs`); the
+//!   VIP must stay;
 //! - `freeze`: QMP `stop` for 12 s (> 2 × TTL), then `cont`;
 //! - `freeze-short`: `stop` for 1.5 s, then `cont`;
 //! - `partition`: its switch port cut off from the other nodes (not from
@@ -55,12 +59,14 @@ use keel_switch::{MacAddr, WhoHas};
 
 const USAGE: &str = "usage: keel-bench-faults [--build DIR] [--rounds N] [--kinds K,K,...]
                          [--families 4,6] [--accel auto|tcg|kvm] [--memory MIB]
-kinds: graceful, crash, crash-leader, freeze, freeze-short, partition, link-down, disk-stall";
+kinds: graceful, crash, crash-leader, leader-back, freeze, freeze-short, partition, link-down,
+       disk-stall";
 
 const KINDS: &[&str] = &[
     "graceful",
     "crash",
     "crash-leader",
+    "leader-back",
     "freeze",
     "freeze-short",
     "partition",
@@ -205,6 +211,29 @@ impl Load {
         Ok(())
     }
 
+    /// Whether node `n`'s etcd member leads raft now, as its Status says
+    /// (`etcdctl endpoint status -w fields`: `"MemberID" : N`, `"Leader" : N`);
+    /// None while it knows no leader (an election or a transfer under way).
+    fn leads(&self, n: usize) -> anyhow::Result<Option<bool>> {
+        let out = self
+            .etcdctl(Some(n))
+            .args(["endpoint", "status", "-w", "fields"])
+            .output()
+            .context("run etcdctl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("\"{name}\" : ")))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        match (field("MemberID"), field("Leader")) {
+            (Some(_), Some("0")) => Ok(None),
+            (Some(me), Some(leader)) => Ok(Some(me == leader)),
+            _ => bail!("etcdctl endpoint status of node{n}: no member ID or leader in {text:?}"),
+        }
+    }
+
     /// Puts a key every 100 ms through node `via` until `stop`; returns
     /// (puts that succeeded, puts that failed or timed out).
     fn run(&self, via: usize, stop: &AtomicBool) -> (usize, usize) {
@@ -337,9 +366,11 @@ fn rounds(
             // this round already hit it (one node held both).
             let stall = kind == "disk-stall";
             for aim in aimed.iter().take(if stall { 1 } else { aimed.len() }) {
-                let done = results
-                    .get(&(kind.clone(), *aim))
-                    .map_or(0, |v| v.iter().filter(|s| s.hit || stall).count());
+                let done = results.get(&(kind.clone(), *aim)).map_or(0, |v| {
+                    v.iter()
+                        .filter(|s| s.hit || stall || kind == "leader-back")
+                        .count()
+                });
                 if done >= round {
                     continue;
                 }
@@ -374,7 +405,7 @@ fn rounds(
                 let frames = b.c.switch.frames_since(t);
                 for (ip, was) in b.vips.iter().zip(&holders) {
                     let o = measure(&frames, t, *ip, mac_of(&b.c, *was)?);
-                    let hit = *was == h;
+                    let hit = *was == h && kind != "leader-back";
                     println!(
                         "round {round} {kind:<12} node{h}{} {:<14} held by node{was}: failover {}, overlap {} ms in {} events, shared windows {}",
                         if leads { " (etcd leader)" } else { "" },
@@ -419,6 +450,9 @@ fn rounds(
 /// Injects `kind` on node `h`, which holds the VIPs `held`, and restores
 /// it.
 fn fault(b: &mut Bench, kind: &str, h: usize, held: &[IpAddr]) -> anyhow::Result<()> {
+    if kind == "leader-back" {
+        return leader_back(b, h);
+    }
     let c = &mut b.c;
     let port = h - 1;
     match kind {
@@ -498,6 +532,27 @@ fn fault(b: &mut Bench, kind: &str, h: usize, held: &[IpAddr]) -> anyhow::Result
         other => bail!("unknown kind {other}"),
     }
     Ok(())
+}
+
+/// Makes holder `h` etcd's raft leader and prints how long it stays
+/// leader; then lets the cluster settle.
+fn leader_back(b: &Bench, h: usize) -> anyhow::Result<()> {
+    b.load.move_leader(&etcd_id(b, h)?)?;
+    let t = Instant::now();
+    let mut looks = 0;
+    while t.elapsed() < Duration::from_secs(30) {
+        looks += 1;
+        if b.load.leads(h)? == Some(false) {
+            println!(
+                "  leader-back: node{h} led raft for {} after the move ({looks} looks)",
+                secs(t.elapsed())
+            );
+            std::thread::sleep(Duration::from_secs(3));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("node{h} still leads raft 30 s after it was made leader while holding a VIP")
 }
 
 fn mac_of(c: &Cluster, n: usize) -> anyhow::Result<MacAddr> {
