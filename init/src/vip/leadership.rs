@@ -345,8 +345,9 @@ pub async fn run(
         match tokio::time::timeout(MOVE_TIMEOUT, c.move_leader(to)).await {
             Ok(Ok(_)) => {
                 log::info!(
-                    "etcd: handed raft leadership to {name} ({to:x}) in {} ms: this node holds VIP {}, and a crash of a holder that also leads would cost a leader election and a lease extension",
+                    "etcd: handed raft leadership to {name} ({to:x}) in {} ms{}: this node holds VIP {}, and a crash of a holder that also leads would cost a leader election and a lease extension",
                     started.elapsed().as_millis(),
+                    since_win.map_or(String::new(), |d| format!(", {} ms after its last win", d.as_millis())),
                     list(&mine)
                 );
                 settled_at = Instant::now() + SETTLE;
