@@ -299,26 +299,10 @@ pub async fn run(
                 Err(_) => (Vec::new(), None),
             };
         let since_win = last_win.map(|t| t.elapsed());
-        let mut renewed = Vec::new();
-        if since_win.is_some_and(|d| d < quiet) {
-            match leases {
-                Some(leases) => {
-                    for id in leases {
-                        let ttl =
-                            tokio::time::timeout(STATUS_TIMEOUT, c.lease_time_to_live(id, None));
-                        renewed.push(match ttl.await {
-                            Ok(Ok(r)) => renewed_since(
-                                r.ttl(),
-                                r.granted_ttl(),
-                                since_win.unwrap_or_default(),
-                            ),
-                            _ => false,
-                        });
-                    }
-                }
-                None => renewed.resize(others.len(), false),
-            }
-        }
+        let renewed = match since_win {
+            Some(d) if d < quiet => others_renewed(c, leases, others.len(), d).await,
+            _ => Vec::new(),
+        };
         if !may_move(since_win, &renewed, quiet) {
             continue;
         }
@@ -369,6 +353,31 @@ pub async fn run(
             }
         }
     }
+}
+
+/// For each other holder's lease (`leases`), whether it shows a renewal
+/// since this node's win, `since_win` ago ([`renewed_since`]); a lease
+/// whose TTL could not be read counts as not renewed, and so do the
+/// `holders` other holders the VIP elections know of when the campaign
+/// keys could not be read (`leases` None).
+async fn others_renewed(
+    c: &mut etcd_client::Client,
+    leases: Option<Vec<i64>>,
+    holders: usize,
+    since_win: Duration,
+) -> Vec<bool> {
+    let Some(leases) = leases else {
+        return vec![false; holders];
+    };
+    let mut renewed = Vec::with_capacity(leases.len());
+    for id in leases {
+        let ttl = tokio::time::timeout(STATUS_TIMEOUT, c.lease_time_to_live(id, None)).await;
+        renewed.push(match ttl {
+            Ok(Ok(r)) => renewed_since(r.ttl(), r.granted_ttl(), since_win),
+            _ => false,
+        });
+    }
+    renewed
 }
 
 fn list(ips: &[IpAddr]) -> String {
