@@ -179,7 +179,7 @@ pub struct MemberView {
 }
 
 /// This member's `Status`, within `wait`.
-async fn status(
+pub async fn status(
     client: &mut Client,
     endpoint: &str,
     wait: Duration,

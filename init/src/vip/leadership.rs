@@ -243,19 +243,11 @@ pub async fn run(
                 }
             },
         };
-        let me = match tokio::time::timeout(STATUS_TIMEOUT, c.status()).await {
-            Ok(Ok(s)) if !s.is_learner() && s.leader() != 0 => {
-                let me = s.header().map_or(0, |h| h.member_id());
-                (me == s.leader()).then_some(me)
-            }
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                log::debug!("etcd: leadership: status: {e}");
-                client = None;
-                continue;
-            }
-            Err(_) => {
-                log::debug!("etcd: leadership: status timed out");
+        let me = match crate::etcd::health::status(c, &endpoint, STATUS_TIMEOUT).await {
+            Ok(v) if !v.is_learner && v.leader != 0 => (v.id == v.leader).then_some(v.id),
+            Ok(_) => None,
+            Err(e) => {
+                log::debug!("etcd: leadership: {e}");
                 client = None;
                 continue;
             }
